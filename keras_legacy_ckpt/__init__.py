@@ -1,0 +1,35 @@
+"""keras-legacy-ckpt: use TF1 name-based checkpoints from TF2 and Keras models.
+
+```python
+import keras_legacy_ckpt as klc
+
+model.fit(x, y, callbacks=[
+    klc.WarmStartFromTF1("/old/model.ckpt-1000", {"/": "backbone/"}, sample_input=x[:1]),
+    klc.SaveObjectCheckpoint("/new/tf2_ckpts"),
+])
+```
+"""
+
+from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
+from keras_legacy_ckpt.checkpoint_reader import list_variables
+from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,
+                                      DTypeMismatchError, DuplicateVariableNameError, LegacyCheckpointError,
+                                      MissingVariablesError, ShapeMismatchError)
+from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
+from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
+from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
+
+__version__ = "0.1.0"
+
+# The modeling shim and TF1-style layers, from tf_keras: present whether or not
+# TF_USE_LEGACY_KERAS=1 is set (tf.compat.v1.keras.utils has the shim only when it is).
+track_tf1_style_variables = _compat.track_tf1_style_variables_decorator()
+v1_layers = _compat.v1_layers_module()
+
+__all__ = [
+    "AssignmentMapError", "CheckpointNotFoundError", "CorruptCheckpointError", "DTypeMismatchError",
+    "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
+    "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
+    "restore_object_checkpoint", "track_tf1_style_variables", "v1_layers", "warm_start",
+]

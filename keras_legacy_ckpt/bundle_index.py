@@ -1,0 +1,213 @@
+"""Reads and checks the `.index` file of a TF2/TF1 V2 checkpoint (a "tensor bundle").
+
+TensorFlow's own reader answers damaged files with bare `IndexError`s or generic
+`OpError`s that do not say which file is broken. Parsing the index ourselves lets us
+check every entry's shard, offset and size against the data files *before* anything
+is read or assigned, and name the file and the problem when something is wrong.
+
+The `.index` file is a LevelDB-style sorted table (TensorFlow's `core/lib/io/table`):
+data blocks of prefix-compressed key/value entries, an index block pointing at them,
+and a 48-byte footer ending in a magic number. Key "" holds a `BundleHeaderProto`;
+every other key holds a `BundleEntryProto` (dtype, shape, shard, offset, size, crc32c).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import google_crc32c
+from tensorflow.core.protobuf import tensor_bundle_pb2
+
+from keras_legacy_ckpt.errors import CorruptCheckpointError
+
+_TABLE_MAGIC = 0xDB4775248B80FB57
+_FOOTER_SIZE = 48
+_BLOCK_TRAILER_SIZE = 5
+_NO_COMPRESSION = 0
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+def data_file_path(prefix: str, shard: int, num_shards: int) -> str:
+    return "%s.data-%05d-of-%05d" % (prefix, shard, num_shards)
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleIndex:
+    """The parsed contents of a checkpoint's `.index` file."""
+
+    prefix: str
+    header: tensor_bundle_pb2.BundleHeaderProto
+    entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto]
+
+    @property
+    def num_shards(self) -> int:
+        return self.header.num_shards
+
+    def data_files(self) -> List[str]:
+        return [data_file_path(self.prefix, i, self.num_shards) for i in range(self.num_shards)]
+
+
+class _Corrupt(Exception):
+    """Internal: a format problem, turned into CorruptCheckpointError with the path."""
+
+
+def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise _Corrupt("a varint runs past the end of its block")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise _Corrupt("a varint is longer than 10 bytes")
+
+
+def _read_block(data: bytes, offset: int, size: int, what: str) -> bytes:
+    end = offset + size + _BLOCK_TRAILER_SIZE
+    if offset < 0 or end > len(data) - _FOOTER_SIZE:
+        raise _Corrupt(
+            "the %s block (offset %d, size %d) lies outside the file (%d bytes): the file "
+            "is truncated or its footer is damaged" % (what, offset, size, len(data)))
+    contents = data[offset:offset + size]
+    compression = data[offset + size]
+    (stored_crc,) = struct.unpack_from("<I", data, offset + size + 1)
+    if masked_crc32c(contents + bytes([compression])) != stored_crc:
+        raise _Corrupt("the %s block at offset %d fails its crc32c check" % (what, offset))
+    if compression != _NO_COMPRESSION:
+        raise _Corrupt("the %s block uses compression type %d; TensorFlow writes checkpoint "
+                       "indexes uncompressed" % (what, compression))
+    return contents
+
+
+def _block_entries(block: bytes, what: str) -> Iterator[Tuple[bytes, bytes]]:
+    if len(block) < 4:
+        raise _Corrupt("the %s block is too short to hold its restart array" % what)
+    (num_restarts,) = struct.unpack_from("<I", block, len(block) - 4)
+    limit = len(block) - 4 - 4 * num_restarts
+    if limit < 0:
+        raise _Corrupt("the %s block claims %d restart points, more than fit" % (what, num_restarts))
+    pos = 0
+    key = b""
+    while pos < limit:
+        shared, pos = _varint(block, pos)
+        non_shared, pos = _varint(block, pos)
+        value_length, pos = _varint(block, pos)
+        if shared > len(key) or pos + non_shared + value_length > limit:
+            raise _Corrupt("an entry of the %s block runs past the block's end" % what)
+        key = key[:shared] + block[pos:pos + non_shared]
+        pos += non_shared
+        yield key, block[pos:pos + value_length]
+        pos += value_length
+
+
+def _parse_table(data: bytes) -> Iterator[Tuple[bytes, bytes]]:
+    if len(data) < _FOOTER_SIZE:
+        raise _Corrupt("the file has %d bytes, fewer than a table footer's %d" % (len(data), _FOOTER_SIZE))
+    footer = data[-_FOOTER_SIZE:]
+    (magic,) = struct.unpack_from("<Q", footer, _FOOTER_SIZE - 8)
+    if magic != _TABLE_MAGIC:
+        raise _Corrupt("the footer's magic number is wrong: this is not a checkpoint index, "
+                       "or its end was cut off")
+    pos = 0
+    _, pos = _varint(footer, pos)  # metaindex offset: TensorFlow leaves the metaindex empty
+    _, pos = _varint(footer, pos)
+    index_offset, pos = _varint(footer, pos)
+    index_size, pos = _varint(footer, pos)
+    index_block = _read_block(data, index_offset, index_size, "index")
+    previous_key = None
+    for _, handle in _block_entries(index_block, "index"):
+        block_offset, hpos = _varint(handle, 0)
+        block_size, _ = _varint(handle, hpos)
+        block = _read_block(data, block_offset, block_size, "data")
+        for key, value in _block_entries(block, "data"):
+            if previous_key is not None and key <= previous_key:
+                raise _Corrupt("keys are out of order after %r" % previous_key[:80])
+            previous_key = key
+            yield key, value
+
+
+def _describe(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def read_bundle_index(prefix: str) -> BundleIndex:
+    """Parses `prefix.index` and checks its structure and every entry's location.
+
+    Raises CorruptCheckpointError naming the file and the problem when the index is
+    damaged, or when an entry points outside the data file that should hold it.
+    """
+    index_path = prefix + ".index"
+    try:
+        with open(index_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CorruptCheckpointError("Cannot read checkpoint index %s: %s" % (index_path, e)) from e
+    header = tensor_bundle_pb2.BundleHeaderProto()
+    entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+    try:
+        found_header = False
+        for key, value in _parse_table(data):
+            if key == b"":
+                header.ParseFromString(value)
+                found_header = True
+                continue
+            entry = tensor_bundle_pb2.BundleEntryProto()
+            try:
+                entry.ParseFromString(value)
+            except Exception as e:  # protobuf's DecodeError has no stable import path
+                raise _Corrupt("the entry of %r is not a valid BundleEntryProto (%s)" % (_describe(key), e))
+            entries[key] = entry
+        if not found_header:
+            raise _Corrupt("it has no header entry")
+        if header.num_shards <= 0:
+            raise _Corrupt("its header says it has %d data shards" % header.num_shards)
+    except _Corrupt as e:
+        raise CorruptCheckpointError(
+            "Checkpoint index %s is damaged: %s. Copy the checkpoint again from its source; "
+            "if you have no intact copy, the checkpoint cannot be used." % (index_path, e)) from None
+    index = BundleIndex(prefix=prefix, header=header, entries=entries)
+    check_data_files(index)
+    return index
+
+
+def check_data_files(index: BundleIndex) -> None:
+    """Checks that every entry's [offset, offset + size) lies inside its data shard."""
+    sizes: List[Optional[int]] = []
+    for path in index.data_files():
+        try:
+            sizes.append(os.path.getsize(path))
+        except OSError:
+            sizes.append(None)
+    for key, entry in index.entries.items():
+        if entry.slices and entry.size == 0:
+            continue  # a partitioned tensor: its data lives in the per-slice entries
+        if not 0 <= entry.shard_id < index.num_shards:
+            raise CorruptCheckpointError(
+                "Checkpoint index %s.index is damaged: tensor %r names data shard %d, but the "
+                "checkpoint has %d shard(s). Copy the checkpoint again from its source."
+                % (index.prefix, _describe(key), entry.shard_id, index.num_shards))
+        shard_size = sizes[entry.shard_id]
+        path = data_file_path(index.prefix, entry.shard_id, index.num_shards)
+        if shard_size is None:
+            raise CorruptCheckpointError(
+                "Checkpoint data file %s is missing (tensor %r lives there). Copy every "
+                "%s.data-* file along with the .index file." % (path, _describe(key), index.prefix))
+        if entry.offset < 0 or entry.size < 0 or entry.offset + entry.size > shard_size:
+            raise CorruptCheckpointError(
+                "Checkpoint data file %s is truncated or does not belong to this index: tensor "
+                "%r needs bytes %d..%d but the file has %d bytes. Copy the checkpoint again "
+                "from its source." % (path, _describe(key), entry.offset,
+                                      entry.offset + entry.size, shard_size))

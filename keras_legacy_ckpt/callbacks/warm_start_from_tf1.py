@@ -1,0 +1,70 @@
+"""WarmStartFromTF1: load a TF1 name-based checkpoint when `fit` starts."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Optional
+
+from absl import logging
+from tf_keras.callbacks import Callback
+from tf_keras.src.utils import io_utils
+
+from keras_legacy_ckpt.assignment_map import NameMapping
+from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
+
+
+class WarmStartFromTF1(Callback):
+    """Warm-starts the model from a TF1 checkpoint at the beginning of training.
+
+    This is the TF2 replacement for
+    `tf.compat.v1.train.init_from_checkpoint(ckpt, assignment_map)`, which in eager mode
+    raises nothing and assigns nothing. At `on_train_begin` it creates the shim weights
+    (one forward pass on `sample_input`, or on each `LegacyCheckpointMixin`'s
+    `warm_up_input_spec`), plans the whole mapping, checks every shape and dtype, and
+    only then assigns: if anything is wrong, no variable changes and `fit` stops with
+    the error. It subclasses `tf_keras.callbacks.Callback`, so it works in tf_keras's
+    `fit` and in Keras 3's `fit`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, callbacks=[
+        klc.WarmStartFromTF1("/old/model.ckpt-1000", {"/": "backbone/"},
+                             sample_input=x[:1]),
+        klc.SaveObjectCheckpoint("/new/tf2_ckpts"),
+    ])
+    ```
+
+    Args:
+        checkpoint: a TF1 checkpoint prefix (".../model.ckpt-1000"), or a directory
+            with a `checkpoint` state file (its latest checkpoint is used).
+        assignment_map: None (identity), a dict `{checkpoint_scope: model_scope}` with
+            `init_from_checkpoint` semantics, `(regex, replacement)` rules, or a callable.
+        sample_input: one batch of input for the warm-up forward pass.
+        strict: raise if a model variable in the mapped scopes would get no value.
+        ignore: regexes of model variable names to leave as initialised.
+        verbose: 1 prints the report's summary; 0 only logs it through absl at INFO.
+
+    Attributes:
+        report: the `WarmStartReport` of the last warm start, None before.
+    """
+
+    def __init__(self, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
+                 sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
+                 verbose: int = 1):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.assignment_map = assignment_map
+        self.sample_input = sample_input
+        self.strict = strict
+        self.ignore = tuple(ignore)
+        self.verbose = verbose
+        self.report: Optional[WarmStartReport] = None
+
+    def on_train_begin(self, logs=None):
+        self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
+                                 sample_input=self.sample_input, strict=self.strict, ignore=self.ignore)
+        summary = self.report.summary()
+        logging.info("%s", summary)
+        if self.verbose:
+            io_utils.print_msg(summary)

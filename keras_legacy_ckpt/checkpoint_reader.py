@@ -1,0 +1,167 @@
+"""Finding TF1 name-based checkpoints and reading their tensors in bounded batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+
+import tensorflow as tf
+
+from keras_legacy_ckpt.bundle_index import BundleIndex, read_bundle_index
+from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
+
+# Tensors are read and assigned this many bytes at a time (a tensor larger than this is
+# read on its own), so memory stays bounded whatever the checkpoint's size.
+DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
+
+_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    shape: Tuple[int, ...]
+    dtype: tf.dtypes.DType
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count * (self.dtype.size if self.dtype != tf.string else 1)
+
+
+def _prefixes_in(directory: str) -> List[str]:
+    try:
+        names = tf.io.gfile.listdir(directory)
+    except tf.errors.OpError:
+        return []
+    return sorted(os.path.join(directory, n[: -len(".index")]) for n in names if n.endswith(".index"))
+
+
+def resolve_checkpoint(checkpoint: "str | os.PathLike[str]") -> str:
+    """Returns the checkpoint prefix that `checkpoint` names.
+
+    `checkpoint` may be a prefix (".../model.ckpt-1000"), one of its files
+    (".index", ".data-00000-of-00001", ".meta"), or a directory holding a
+    `checkpoint` state file, in which case the latest checkpoint is used.
+    """
+    path = os.fspath(checkpoint)
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is not None and tf.io.gfile.exists(latest + ".index"):
+            return latest
+        state = os.path.join(path, "checkpoint")
+        found = _prefixes_in(path)
+        if tf.io.gfile.exists(state):
+            problem = "its state file %s names no checkpoint whose .index file exists" % state
+        else:
+            problem = "it has no 'checkpoint' state file"
+        hint = ("pass one of these prefixes instead: %s" % ", ".join(found[-5:]) if found
+                else "pass a checkpoint prefix such as %s" % os.path.join(path, "model.ckpt-1000"))
+        raise CheckpointNotFoundError("No checkpoint found in directory %s: %s; %s." % (path, problem, hint))
+    prefix = _FILE_SUFFIX.sub("", path)
+    if tf.io.gfile.exists(prefix + ".index"):
+        return prefix
+    if tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix):
+        raise CheckpointNotFoundError(
+            "%s is a file but not a V2 checkpoint prefix (no %s.index next to it). TF1's old V1 "
+            "format is not supported: load it once with tf.compat.v1.train.Saver and save it again "
+            "(write_version=tf.compat.v1.train.SaverDef.V2)." % (path, prefix))
+    directory = os.path.dirname(prefix) or "."
+    close = difflib.get_close_matches(prefix, _prefixes_in(directory), n=3)
+    hint = (" Did you mean: %s?" % ", ".join(close)) if close else (
+        " Pass a prefix like .../model.ckpt-1000 (the .index and .data-* files' common start) "
+        "or a directory with a 'checkpoint' state file.")
+    raise CheckpointNotFoundError("Checkpoint %s not found: there is no %s.index.%s" % (path, prefix, hint))
+
+
+class CheckpointFile:
+    """A resolved checkpoint: its tensors' names, shapes and dtypes, and batched reads.
+
+    Opening parses and checks the `.index` file (every entry's shard, offset and size
+    against the data files), so that a damaged checkpoint fails before any read.
+    """
+
+    def __init__(self, checkpoint: "str | os.PathLike[str]"):
+        self.prefix = resolve_checkpoint(checkpoint)
+        self.index: BundleIndex = read_bundle_index(self.prefix)
+        try:
+            reader = tf.train.load_checkpoint(self.prefix)
+            shapes = reader.get_variable_to_shape_map()
+            dtypes = reader.get_variable_to_dtype_map()
+        except (tf.errors.OpError, IndexError, ValueError) as e:
+            raise CorruptCheckpointError(
+                "TensorFlow cannot read checkpoint %s: %s. Copy the checkpoint again from its "
+                "source." % (self.prefix, _first_line(e))) from None
+        self.tensors: Dict[str, TensorInfo] = {
+            name: TensorInfo(tuple(shapes[name]), dtypes[name]) for name in sorted(shapes)}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def keys(self) -> List[str]:
+        return list(self.tensors)
+
+    def read(self, requests: Sequence["ReadRequest"]) -> List[tf.Tensor]:
+        """Reads the requested tensors (or slices) in one RestoreV2 call."""
+        if not requests:
+            return []
+        try:
+            with tf.device("CPU:0"):
+                return tf.raw_ops.RestoreV2(
+                    prefix=self.prefix,
+                    tensor_names=[r.key for r in requests],
+                    shape_and_slices=[r.slice_spec for r in requests],
+                    dtypes=[self.tensors[r.key].dtype for r in requests])
+        except (tf.errors.OpError, IndexError) as e:
+            names = ", ".join(r.key for r in requests[:5])
+            raise CorruptCheckpointError(
+                "Reading %s from checkpoint %s failed: %s. The data files are damaged (bit rot or a "
+                "partial copy); copy the checkpoint again from its source."
+                % (names, self.prefix, _first_line(e))) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadRequest:
+    """One tensor, or one slice of it ("10 4 0,5:-" in TF's shape-and-slice syntax)."""
+
+    key: str
+    slice_spec: str = ""
+    nbytes: int = 0
+
+
+def batches(requests: Iterable[ReadRequest], max_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[List[ReadRequest]]:
+    batch: List[ReadRequest] = []
+    size = 0
+    for request in requests:
+        if batch and size + request.nbytes > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(request)
+        size += request.nbytes
+    if batch:
+        yield batch
+
+
+def list_variables(checkpoint: "str | os.PathLike[str]") -> List[Tuple[str, Tuple[int, ...], str]]:
+    """Lists a checkpoint's tensors as sorted (name, shape, dtype name) tuples."""
+    ckpt = CheckpointFile(checkpoint)
+    return [(name, info.shape, info.dtype.name) for name, info in ckpt.tensors.items()]
+
+
+def _first_line(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+def slice_spec(full_shape: Sequence[int], axis: int, start: int, length: int) -> str:
+    dims = " ".join(str(d) for d in full_shape)
+    parts = ["%d,%d" % (start, length) if i == axis else "-" for i in range(len(full_shape))]
+    return "%s %s" % (dims, ":".join(parts))
+
+
+def closest_keys(name: str, keys: Iterable[str], n: int = 3) -> List[str]:
+    return difflib.get_close_matches(name, list(keys), n=n, cutoff=0.5)

@@ -1,0 +1,191 @@
+"""`LegacyCheckpointMixin`: TF1 names for the variables of shim layers and modules.
+
+Shim (`track_tf1_style_variables`) weights exist only after a forward pass, and their
+eager names are their TF1 graph names. The mixin runs that forward pass on demand
+(`warm_up`), without changing any variable's value, and lists the variables under
+their TF1 ("legacy") names, refusing to guess when two variables share a name.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import re
+from typing import Any, Dict, Iterator, List, Optional
+
+import tensorflow as tf
+
+from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt.errors import DuplicateVariableNameError, LegacyCheckpointError
+
+_OUTPUT_SUFFIX = re.compile(r":\d+$")
+
+
+class LegacyCheckpointMixin:
+    """Adds TF1-name bookkeeping to a tf_keras Layer/Model or a `tf.Module` using the shim.
+
+    ```python
+    class Backbone(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
+        warm_up_input_spec = tf.TensorSpec([None, 8])
+
+        @klc.track_tf1_style_variables
+        def call(self, x):
+            with tf.compat.v1.variable_scope("backbone"):
+                return klc.v1_layers.dense(x, 4)
+
+    layer = Backbone()
+    layer.warm_up()
+    layer.legacy_variables()  # {"backbone/dense/kernel": ..., "backbone/dense/bias": ...}
+    ```
+
+    Attributes:
+        warm_up_input_spec: a `tf.TensorSpec` (or a nested structure of them) describing
+            one input; `warm_up()` with no arguments calls the layer on zeros of that
+            spec, with `None` dimensions set to 1.
+    """
+
+    warm_up_input_spec: Any = None
+
+    def warm_up(self, *args: Any, **kwargs: Any) -> None:
+        """Runs one forward pass so that the `get_variable` weights exist.
+
+        Passes `training=False` when the call accepts it, and restores every variable's
+        value afterwards, so batch-norm moving statistics are unchanged. Does nothing
+        once the weights exist.
+        """
+        if not self._needs_warm_up():
+            return
+        if not args and not kwargs:
+            if self.warm_up_input_spec is None:
+                raise LegacyCheckpointError(
+                    "%s has not created its variables yet and has no warm_up_input_spec. Set "
+                    "`warm_up_input_spec = tf.TensorSpec([None, ...])` on the class, or pass a "
+                    "sample input: `layer.warm_up(x)`, or `sample_input=x` to warm_start / "
+                    "WarmStartFromTF1." % _describe(self))
+            args = (zeros_like_spec(self.warm_up_input_spec),)
+        call_preserving_values(self, *args, **kwargs)
+
+    def legacy_variables(self) -> Dict[str, tf.Variable]:
+        """Maps legacy (TF1) name -> variable for every variable this object tracks."""
+        return legacy_variables_of(self)
+
+    def legacy_name(self, variable: Any) -> str:
+        """The TF1 name of `variable`; override for `tf.Variable` attributes whose eager
+        names differ from their TF1 graph names."""
+        return default_legacy_name(variable)
+
+    def _needs_warm_up(self) -> bool:
+        if getattr(self, "_tf1_style_var_store", None) is not None:
+            return False
+        return not (_compat.is_tf_keras_layer(self) and self.built)
+
+
+def default_legacy_name(variable: Any) -> str:
+    if _compat.is_keras3_variable(variable):
+        return variable.path
+    return _OUTPUT_SUFFIX.sub("", variable.name)
+
+
+def _describe(obj: Any) -> str:
+    name = getattr(obj, "name", None)
+    return "%s %r" % (type(obj).__name__, name) if name else type(obj).__name__
+
+
+def zeros_like_spec(spec: Any) -> Any:
+    def zeros(s: tf.TensorSpec) -> tf.Tensor:
+        if s.shape.rank is None:
+            raise LegacyCheckpointError("warm_up_input_spec %r has unknown rank; give every "
+                                        "dimension (None for the batch)." % (s,))
+        return tf.zeros([1 if d is None else d for d in s.shape.as_list()], s.dtype)
+
+    return tf.nest.map_structure(zeros, spec)
+
+
+def variables_of(target: Any) -> List[Any]:
+    """Every variable of a tf_keras or Keras 3 layer/model, or of a tf.Module, once each."""
+    if _compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target):
+        variables = list(target.weights)
+    elif isinstance(target, tf.Module):
+        variables = list(target.variables)
+    else:
+        raise TypeError("Expected a tf_keras or Keras 3 Layer/Model or a tf.Module, got %s."
+                        % type(target).__name__)
+    seen, unique = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            unique.append(v)
+    return unique
+
+
+def mixins_of(target: Any) -> List[LegacyCheckpointMixin]:
+    """`target` and its sub-modules that use the mixin, outermost first."""
+    found = [target] if isinstance(target, LegacyCheckpointMixin) else []
+    if isinstance(target, tf.Module):
+        found += [m for m in target.submodules if isinstance(m, LegacyCheckpointMixin)]
+    return found
+
+
+def legacy_variables_of(target: Any) -> Dict[str, Any]:
+    """Legacy name -> variable for `target`; the innermost mixin owning a variable names it.
+
+    Raises DuplicateVariableNameError listing every name two variables share.
+    """
+    names: Dict[int, str] = {}
+    # A nested mixin tracks a subset of its parent's variables: name from the smallest.
+    for mixin in sorted(mixins_of(target), key=lambda m: len(variables_of(m))):
+        for v in variables_of(mixin):
+            names.setdefault(id(v), mixin.legacy_name(v))
+    by_name: Dict[str, List[Any]] = collections.defaultdict(list)
+    for v in variables_of(target):
+        by_name[names.get(id(v)) or default_legacy_name(v)].append(v)
+    clashes = {name: vs for name, vs in by_name.items() if len(vs) > 1}
+    if clashes:
+        lines = ["  %r is the name of %d variables (shapes %s)"
+                 % (name, len(vs), ", ".join(str(tuple(v.shape)) for v in vs))
+                 for name, vs in sorted(clashes.items())]
+        raise DuplicateVariableNameError(
+            "%s has %d legacy name(s) shared by more than one variable, so a TF1 checkpoint "
+            "cannot tell them apart:\n%s\nGive the layers distinct names, wrap their calls in "
+            "distinct tf.compat.v1.variable_scope / tf.name_scope blocks, or override "
+            "legacy_name() for tf.Variable attributes." % (_describe(target), len(clashes), "\n".join(lines)))
+    return {name: vs[0] for name, vs in by_name.items()}
+
+
+@contextlib.contextmanager
+def _values_preserved(existing: List[Any]) -> Iterator[None]:
+    """Restores the values that existing and newly created variables had before/at creation."""
+    saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in existing]
+
+    def snapshot_new(next_creator, **kwargs):
+        variable = next_creator(**kwargs)
+        if tf.executing_eagerly():
+            saved.append((variable, tf.identity(variable.read_value())))
+        return variable
+
+    with tf.variable_creator_scope(snapshot_new):
+        yield
+    for variable, value in saved:
+        variable.assign(value)
+
+
+def call_preserving_values(target: Any, *args: Any, **kwargs: Any) -> Any:
+    """Calls `target(*args, **kwargs)` (training=False when accepted); variables keep their values."""
+    if "training" not in kwargs and _compat.accepts_training(_compat.call_function(target)):
+        kwargs["training"] = False
+    existing = variables_of(target) if _compat.is_keras3_layer(target) or isinstance(target, tf.Module) else []
+    with _values_preserved(existing):
+        return target(*args, **kwargs)
+
+
+def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:
+    """Makes sure `target`'s variables exist: calls it on `sample_input` if given and
+    needed, else warms up each mixin inside it from its `warm_up_input_spec`."""
+    mixins = mixins_of(target)
+    if sample_input is not None:
+        unbuilt = (_compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target)) and not target.built
+        if unbuilt or any(m._needs_warm_up() for m in mixins) or not variables_of(target):
+            call_preserving_values(target, sample_input)
+        return
+    for mixin in mixins:
+        mixin.warm_up()

@@ -1,0 +1,64 @@
+"""TF2 object-based checkpoints of migrated models: what to save, and a checked restore."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
+from keras_legacy_ckpt.errors import MissingVariablesError
+from keras_legacy_ckpt.mixin import variables_of, warm_up_target
+
+
+def object_checkpoint(model: Any, include_optimizer: bool = True) -> tf.train.Checkpoint:
+    """`tf.train.Checkpoint(model=model[, optimizer=model.optimizer])`."""
+    optimizer = getattr(model, "optimizer", None) if include_optimizer else None
+    if optimizer is not None:
+        return tf.train.Checkpoint(model=model, optimizer=optimizer)
+    return tf.train.Checkpoint(model=model)
+
+
+def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]", *,
+                              sample_input: Any = None, include_optimizer: bool = False):
+    """Restores a checkpoint written by `SaveObjectCheckpoint` into `target`.
+
+    Warms `target` up first (so shim weights exist and are checked, not deferred), then
+    asserts that every existing variable got a value. On a mismatch every variable keeps
+    the value it had and `MissingVariablesError` names what did not match.
+
+    ```python
+    model = Net()
+    klc.restore_object_checkpoint(model, "/tmp/tf2_ckpts", sample_input=x[:1])
+    ```
+
+    Args:
+        target: the model (tf_keras, Keras 3, or tf.Module) that was saved.
+        path_or_dir: a checkpoint prefix, or the directory SaveObjectCheckpoint wrote to
+            (its latest checkpoint is used).
+        sample_input: input for one forward pass if the shim weights do not exist yet.
+        include_optimizer: also restore `target.optimizer` (to resume training).
+
+    Returns:
+        The `tf.train.Checkpoint` restore status.
+    """
+    prefix = resolve_checkpoint(path_or_dir)
+    warm_up_target(target, sample_input)
+    variables = variables_of(target)
+    saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in variables]
+    status = object_checkpoint(target, include_optimizer).read(prefix)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        for variable, value in saved:
+            variable.assign(value)
+        raise MissingVariablesError(
+            "Checkpoint %s does not hold values for every variable of %s; nothing was restored. "
+            "TensorFlow says: %s. Is this the checkpoint of this model (SaveObjectCheckpoint writes "
+            "tf.train.Checkpoint(model=...))? For TF1 name-based checkpoints use warm_start()."
+            % (prefix, type(target).__name__, str(e).splitlines()[0])) from None
+    # Every variable of the target matched; what is left (save_counter, an optimizer we
+    # were not asked to restore) is expected not to be used.
+    status.expect_partial()
+    return status

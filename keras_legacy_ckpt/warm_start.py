@@ -1,0 +1,262 @@
+"""`warm_start`: load a TF1 name-based checkpoint into a TF2 model, all or nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt.assignment_map import Match, NameMapping, plan_assignment_map, suggest_scope_map
+from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
+                                                 closest_keys, slice_spec)
+from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
+                                      MissingVariablesError, ShapeMismatchError)
+from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
+
+_OPTIMIZER_STATE = re.compile(
+    r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
+    r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
+_LIST_LIMIT = 20
+
+
+@dataclasses.dataclass
+class WarmStartReport:
+    """What a warm start did.
+
+    Attributes:
+        checkpoint: the checkpoint prefix that was read.
+        loaded: model legacy name -> checkpoint key, for every variable assigned.
+        missing: model variables inside the map's scopes that got no value.
+        unused: checkpoint keys no variable took (optimizer slots, global_step, ...).
+        ignored: model variables left alone because an `ignore` pattern matched.
+        bytes_loaded: bytes of tensor data assigned.
+    """
+
+    checkpoint: str
+    loaded: Dict[str, str] = dataclasses.field(default_factory=dict)
+    missing: List[str] = dataclasses.field(default_factory=list)
+    unused: List[str] = dataclasses.field(default_factory=list)
+    ignored: List[str] = dataclasses.field(default_factory=list)
+    bytes_loaded: int = 0
+    assignment_map: Any = None
+
+    def summary(self) -> str:
+        """A one-screen, human-readable account of the warm start."""
+        used = len(set(self.loaded.values()))
+        lines = ["Warm start from %s (assignment map: %r)" % (self.checkpoint, self.assignment_map),
+                 "  loaded:  %d variables, %s, from %d of %d checkpoint tensors"
+                 % (len(self.loaded), _human_bytes(self.bytes_loaded), used, used + len(self.unused))]
+        if self.missing:
+            lines.append("  missing: %d variables left as initialised: %s"
+                         % (len(self.missing), _short_list(self.missing)))
+        if self.ignored:
+            lines.append("  ignored: %d variables: %s" % (len(self.ignored), _short_list(self.ignored)))
+        optimizer = [k for k in self.unused if _OPTIMIZER_STATE.search(k)]
+        other = [k for k in self.unused if not _OPTIMIZER_STATE.search(k)]
+        if optimizer:
+            lines.append("  unused:  %d optimizer/step tensors (%s)" % (len(optimizer), _short_list(optimizer, 4)))
+        if other:
+            lines.append("  unused:  %d other tensors: %s" % (len(other), _short_list(other)))
+        return "\n".join(lines)
+
+
+def _short_list(names: Sequence[str], limit: int = _LIST_LIMIT) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (", ... and %d more" % (len(names) - limit) if len(names) > limit else "")
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+    return ""
+
+
+def _compile_ignore(ignore: Iterable[str]) -> List[re.Pattern]:
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    compiled = []
+    for pattern in ignore:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as e:
+            raise AssignmentMapError("ignore pattern %r is not a valid regular expression: %s." % (pattern, e)) from None
+    return compiled
+
+
+def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
+               sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
+               batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
+    """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
+
+    The whole mapping is planned and every shape, dtype and checkpoint index entry is
+    checked before the first variable is assigned; tensors are then read and assigned
+    in batches of at most `batch_bytes`, so memory stays bounded.
+
+    ```python
+    report = klc.warm_start(model, "/ckpts/model.ckpt-1000", {"/": "backbone/"},
+                            sample_input=x[:1])
+    print(report.summary())
+    ```
+
+    Args:
+        target: a tf_keras or Keras 3 layer/model, or a `tf.Module`.
+        checkpoint: a checkpoint prefix, or a directory with a `checkpoint` state file.
+        assignment_map: None (identity), a dict with `tf.compat.v1.train.init_from_checkpoint`
+            semantics, a list of `(regex, replacement)` rules, or a callable.
+        sample_input: input for one forward pass creating the shim weights; without it,
+            each `LegacyCheckpointMixin` warms up from its `warm_up_input_spec`.
+        strict: raise `MissingVariablesError` when a variable inside the mapped scopes
+            would get no value; otherwise list it in `report.missing`.
+        ignore: regexes (matched at the start of the model legacy name, like `re.match`)
+            of variables to leave alone.
+        batch_bytes: read at most this many bytes of tensors at a time.
+
+    Returns:
+        A `WarmStartReport`.
+    """
+    ckpt = CheckpointFile(checkpoint)
+    ignore_patterns = _compile_ignore(ignore)
+    _in_strategy_scope(target, warm_up_target, target, sample_input)
+    variables = legacy_variables_of(target)
+    if not variables:
+        raise MissingVariablesError(
+            "%s has no variables to warm-start. Pass sample_input=<one batch> or set "
+            "warm_up_input_spec on your LegacyCheckpointMixin layers so they are created first."
+            % type(target).__name__)
+    names_by_variable = {id(v): name for name, v in variables.items()}
+    plan = plan_assignment_map(assignment_map, variables, ckpt.tensors, names_by_variable=names_by_variable)
+
+    def ignored(name: str) -> bool:
+        return any(p.match(name) for p in ignore_patterns)
+
+    matches = [m for m in plan.matches.values() if not all(ignored(p) for p in m.parts)]
+    missing = [n for n in plan.missing() if not ignored(n)]
+    if strict and missing:
+        raise MissingVariablesError(_missing_message(ckpt, missing, plan.not_found, variables))
+    requests = _checked_requests(matches, variables, ckpt)
+    _read_and_assign(ckpt, requests, batch_bytes)
+    used = {m.key for m in matches}
+    return WarmStartReport(
+        checkpoint=ckpt.prefix,
+        loaded={part: m.key for m in matches for part in m.parts},
+        missing=missing,
+        unused=[k for k in ckpt.tensors if k not in used],
+        ignored=sorted(n for n in variables if ignored(n)),
+        bytes_loaded=sum(r.nbytes for _, r in requests),
+        assignment_map=assignment_map)
+
+
+def _in_strategy_scope(target: Any, fn, *args):
+    strategy = getattr(target, "distribute_strategy", None) if not tf.distribute.has_strategy() else None
+    if strategy is None:
+        return fn(*args)
+    with strategy.scope():
+        return fn(*args)
+
+
+def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[str, str],
+                     variables: Dict[str, Any]) -> str:
+    lines = []
+    for name in missing[:_LIST_LIMIT]:
+        key = not_found.get(name) or not_found.get(re.sub(r"/part_\d+$", "", name))
+        if key is None:
+            lines.append("  %s: no assignment map entry covers it" % name)
+            continue
+        close = closest_keys(key, ckpt.tensors)
+        lines.append("  %s <- %r is not in the checkpoint%s"
+                     % (name, key, (" (closest: %s)" % ", ".join(close)) if close else ""))
+    if len(missing) > _LIST_LIMIT:
+        lines.append("  ... and %d more" % (len(missing) - _LIST_LIMIT))
+    suggestion = suggest_scope_map(missing, ckpt.tensors)
+    hint = ("an assignment map such as %r may match them; " % suggestion) if suggestion else ""
+    return ("%d model variable(s) would get no value from checkpoint %s:\n%s\nNothing was assigned. Fix: "
+            "%spass ignore=[...] for variables that should keep their initial values, or "
+            "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
+
+
+def _checked_requests(matches: List[Match], variables: Dict[str, Any],
+                      ckpt: CheckpointFile) -> List[Tuple[Any, ReadRequest]]:
+    requests: List[Tuple[Any, ReadRequest]] = []
+    shape_errors, dtype_errors = [], []
+    for match in sorted(matches, key=lambda m: m.model_name):
+        info = ckpt.tensors[match.key]
+        parts = [variables[p] for p in match.parts]
+        for part_name, v in zip(match.parts, parts):
+            if _compat.variable_dtype(v) != info.dtype:
+                dtype_errors.append("  %s (%s) <- %r (%s)" % (part_name, _compat.variable_dtype(v).name,
+                                                              match.key, info.dtype.name))
+        slices = _part_slices(info.shape, [_compat.variable_shape(v) for v in parts])
+        if slices is None:
+            shapes = " + ".join(str(_compat.variable_shape(v)) for v in parts)
+            shape_errors.append("  %s %s <- %r %s" % (match.model_name, shapes, match.key, info.shape))
+            continue
+        itemsize = info.dtype.size if info.dtype != tf.string else 1
+        for v, (spec, count) in zip(parts, slices):
+            requests.append((v, ReadRequest(match.key, spec, count * itemsize)))
+    if shape_errors:
+        raise ShapeMismatchError(
+            "%d variable(s) do not have the shape of the checkpoint tensor mapped to them (model <- "
+            "checkpoint):\n%s\nNothing was assigned. Fix the model so the shapes agree, correct the "
+            "assignment map, or pass ignore=[...] for layers you changed on purpose (e.g. a new "
+            "classification head)." % (len(shape_errors), "\n".join(shape_errors)))
+    if dtype_errors:
+        raise DTypeMismatchError(
+            "%d variable(s) do not have the dtype of the checkpoint tensor mapped to them (model <- "
+            "checkpoint):\n%s\nNothing was assigned. Create the variables with the checkpoint's dtype, "
+            "or pass ignore=[...] for them." % (len(dtype_errors), "\n".join(dtype_errors)))
+    return requests
+
+
+def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:
+    """(shape-and-slice spec, element count) for each part, or None if they cannot tile `full`."""
+    if len(shapes) == 1:
+        if shapes[0] != full:
+            return None
+        count = 1
+        for d in full:
+            count *= d
+        return [("", count)]
+    if any(len(s) != len(full) for s in shapes):
+        return None
+    axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, full)) if a != b}
+    axis = axes.pop() if len(axes) == 1 else 0
+    if axes or any(s[i] != full[i] for s in shapes for i in range(len(full)) if i != axis):
+        return None
+    if sum(s[axis] for s in shapes) != full[axis]:
+        return None
+    slices, start = [], 0
+    for s in shapes:
+        count = 1
+        for d in s:
+            count *= d
+        slices.append((slice_spec(full, axis, start, s[axis]), count))
+        start += s[axis]
+    return slices
+
+
+def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest]], batch_bytes: int) -> None:
+    by_request = list(batches([r for _, r in requests], batch_bytes))
+    if len(by_request) > 1:
+        # More than one batch: read everything once first (TensorFlow checks each tensor's
+        # crc32c) so that damaged data fails before any variable changes.
+        for batch in by_request:
+            ckpt.read(batch)
+    position = 0
+    for batch in by_request:
+        try:
+            values = ckpt.read(batch)
+        except CorruptCheckpointError as e:
+            if position:
+                raise CorruptCheckpointError(
+                    "%s Checkpoint %s changed while it was being read: %d variable(s) were already "
+                    "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
+            raise
+        for (variable, _), value in zip(requests[position:position + len(batch)], values):
+            variable.assign(value)
+        position += len(batch)

@@ -1,0 +1,51 @@
+"""TF2 models that reuse the TF1 network code through the modeling shim."""
+
+import tensorflow as tf
+import tf_keras
+
+import keras_legacy_ckpt as klc
+
+
+class ShimLayer(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
+    """A tf_keras layer running `network` under `outer_scope`."""
+
+    def __init__(self, network, input_dim, outer_scope="backbone", **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.outer_scope = outer_scope
+        self.warm_up_input_spec = tf.TensorSpec([None, input_dim])
+
+    @klc.track_tf1_style_variables
+    def call(self, x, training=None):
+        with tf.compat.v1.variable_scope(self.outer_scope):
+            return self.network(x, training=training)
+
+
+class ShimModel(klc.LegacyCheckpointMixin, tf_keras.Model):
+    def __init__(self, network, input_dim, outer_scope="backbone", **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.outer_scope = outer_scope
+        self.warm_up_input_spec = tf.TensorSpec([None, input_dim])
+
+    @klc.track_tf1_style_variables
+    def call(self, x, training=None):
+        with tf.compat.v1.variable_scope(self.outer_scope):
+            return self.network(x, training=training)
+
+
+class ShimModule(klc.LegacyCheckpointMixin, tf.Module):
+    def __init__(self, network, input_dim, outer_scope="backbone"):
+        super().__init__()
+        self.network = network
+        self.outer_scope = outer_scope
+        self.warm_up_input_spec = tf.TensorSpec([None, input_dim])
+
+    @klc.track_tf1_style_variables
+    def __call__(self, x):
+        with tf.compat.v1.variable_scope(self.outer_scope):
+            return self.network(x)
+
+
+def values(target):
+    return {name: v.numpy().copy() for name, v in target.legacy_variables().items()}
