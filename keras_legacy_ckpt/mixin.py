@@ -132,8 +132,9 @@ def legacy_variables_of(target: Any) -> Dict[str, Any]:
     Raises DuplicateVariableNameError listing every name two variables share.
     """
     names: Dict[int, str] = {}
-    # A nested mixin tracks a subset of its parent's variables: name from the smallest.
-    for mixin in sorted(mixins_of(target), key=lambda m: len(variables_of(m))):
+    # A nested mixin tracks a subset of its parent's variables: name from the smallest,
+    # and on a tie from the deepest (mixins_of lists outermost first).
+    for mixin in sorted(reversed(mixins_of(target)), key=lambda m: len(variables_of(m))):
         for v in variables_of(mixin):
             names.setdefault(id(v), mixin.legacy_name(v))
     by_name: Dict[str, List[Any]] = collections.defaultdict(list)
