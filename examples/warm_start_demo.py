@@ -42,6 +42,7 @@ def network(x, training):
 
 def run_tf1_program(ckpt_dir, x, y, x_eval, steps=20):
     """Trains `network` in a TF1 graph and session; returns the checkpoint and eval outputs."""
+    os.makedirs(ckpt_dir, exist_ok=True)
     with tf.Graph().as_default():
         tf.compat.v1.set_random_seed(1)
         inputs = tf.compat.v1.placeholder(tf.float32, [None, 8])

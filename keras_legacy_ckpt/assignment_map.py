@@ -312,3 +312,46 @@ def suggest_scope_map(model_names: Iterable[str], ckpt_keys: Iterable[str]) -> O
         return None
     (ckpt_scope, model_scope), _ = votes.most_common(1)[0]
     return {ckpt_scope: model_scope}
+
+
+def parse_map_spec(spec: str) -> Dict[str, Optional[str]]:
+    """Parses "ckpt_scope/=model_scope/,old_name=new_name" into a dict ("x=" maps x to None)."""
+    mapping: Dict[str, Optional[str]] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if item.count("=") != 1:
+            raise AssignmentMapError(
+                "Map entry %r must look like 'old=new' or 'old_scope/=new_scope/' (entries separated by "
+                "commas, one '=' each)." % item)
+        old, new = (side.strip() for side in item.split("="))
+        if not old:
+            raise AssignmentMapError("Map entry %r has nothing left of '='." % item)
+        mapping[old] = new or None
+    return mapping
+
+
+def parse_rule_spec(spec: str) -> Tuple[str, str]:
+    """Parses "PATTERN=>REPLACEMENT" into a (regex, replacement) rule."""
+    if "=>" not in spec:
+        raise AssignmentMapError("Regex rule %r must look like 'PATTERN=>REPLACEMENT'." % spec)
+    pattern, replacement = spec.split("=>", 1)
+    return pattern, replacement
+
+
+def combine_mappings(mapping: Optional[Mapping[str, Optional[str]]], rules: Rules) -> NameMapping:
+    """One mapping from an exact/scope dict and regex rules: the dict first, then the rules."""
+    if not rules:
+        return mapping
+    if not mapping:
+        return list(rules)
+    by_dict = _dict_mapper(mapping)
+    by_rules = forward_mapper(list(rules))
+    covered = set(mapping)
+
+    def combined(name: str) -> Optional[str]:
+        if name in covered or any(s.endswith("/") and (s == "/" or name.startswith(s)) for s in covered):
+            return by_dict(name)
+        return by_rules(name)
+
+    return combined

@@ -211,3 +211,143 @@ def check_data_files(index: BundleIndex) -> None:
                 "%r needs bytes %d..%d but the file has %d bytes. Copy the checkpoint again "
                 "from its source." % (path, _describe(key), entry.offset,
                                       entry.offset + entry.size, shard_size))
+
+
+# --- writing -----------------------------------------------------------------------------
+
+_BLOCK_SIZE = 256 * 1024  # TensorFlow's table::Options default block_size
+_RESTART_INTERVAL = 16
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+class _BlockBuilder:
+    def __init__(self, restart_interval: int = _RESTART_INTERVAL) -> None:
+        self.restart_interval = restart_interval
+        self.buffer = bytearray()
+        self.restarts = [0]
+        self.counter = 0
+        self.last_key = b""
+
+    def add(self, key: bytes, value: bytes) -> None:
+        shared = 0
+        if self.counter < self.restart_interval:
+            limit = min(len(key), len(self.last_key))
+            while shared < limit and key[shared] == self.last_key[shared]:
+                shared += 1
+        else:
+            self.restarts.append(len(self.buffer))
+            self.counter = 0
+        self.buffer += _encode_varint(shared) + _encode_varint(len(key) - shared) + _encode_varint(len(value))
+        self.buffer += key[shared:] + value
+        self.last_key = key
+        self.counter += 1
+
+    def finish(self) -> bytes:
+        tail = b"".join(struct.pack("<I", r) for r in self.restarts) + struct.pack("<I", len(self.restarts))
+        return bytes(self.buffer) + tail
+
+    def size_estimate(self) -> int:
+        return len(self.buffer) + 4 * len(self.restarts) + 4
+
+
+def _shortest_separator(start: bytes, limit: bytes) -> bytes:
+    """LevelDB's BytewiseComparator::FindShortestSeparator: a short key in [start, limit)."""
+    common = 0
+    while common < min(len(start), len(limit)) and start[common] == limit[common]:
+        common += 1
+    if common < min(len(start), len(limit)):
+        byte = start[common]
+        if byte < 0xFF and byte + 1 < limit[common]:
+            return start[:common] + bytes([byte + 1])
+    return start
+
+
+def _short_successor(key: bytes) -> bytes:
+    """LevelDB's BytewiseComparator::FindShortSuccessor: a short key >= `key`."""
+    for i, byte in enumerate(key):
+        if byte != 0xFF:
+            return key[:i] + bytes([byte + 1])
+    return key
+
+
+def _block_with_trailer(contents: bytes) -> bytes:
+    return contents + bytes([_NO_COMPRESSION]) + struct.pack("<I", masked_crc32c(contents + bytes([_NO_COMPRESSION])))
+
+
+def _handle(offset: int, size: int) -> bytes:
+    return _encode_varint(offset) + _encode_varint(size)
+
+
+def encode_index(header: tensor_bundle_pb2.BundleHeaderProto,
+                 entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto]) -> bytes:
+    """Serializes a bundle index as TensorFlow's table format (keys sorted, header at "")."""
+    items = [(b"", header.SerializeToString())]
+    items += [(key, entries[key].SerializeToString()) for key in sorted(entries)]
+    out = bytearray()
+    index = _BlockBuilder(restart_interval=1)
+    block = _BlockBuilder()
+    pending_handle = None
+    last_key = b""
+
+    def flush() -> bytes:
+        nonlocal block
+        contents = block.finish()
+        handle = _handle(len(out), len(contents))
+        out.extend(_block_with_trailer(contents))
+        block = _BlockBuilder()
+        return handle
+
+    # The same block layout as TensorFlow's table::TableBuilder, so that an index we write
+    # for the same entries is byte-for-byte the one TensorFlow writes.
+    for key, value in items:
+        if pending_handle is not None:
+            index.add(_shortest_separator(last_key, key), pending_handle)
+            pending_handle = None
+        block.add(key, value)
+        last_key = key
+        if block.size_estimate() >= _BLOCK_SIZE:
+            pending_handle = flush()
+    if block.counter:
+        pending_handle = flush()
+    if pending_handle is not None:
+        index.add(_short_successor(last_key), pending_handle)
+    metaindex = _BlockBuilder().finish()
+    metaindex_handle = _handle(len(out), len(metaindex))
+    out.extend(_block_with_trailer(metaindex))
+    index_contents = index.finish()
+    index_handle = _handle(len(out), len(index_contents))
+    out.extend(_block_with_trailer(index_contents))
+    footer = metaindex_handle + index_handle
+    footer += b"\x00" * (_FOOTER_SIZE - 8 - len(footer)) + struct.pack("<Q", _TABLE_MAGIC)
+    out.extend(footer)
+    return bytes(out)
+
+
+# Keys of a partitioned tensor's slices: "\x00" + OrderedCode-escaped name + "\x00\x01" + extents.
+_SLICE_KEY_PREFIX = b"\x00"
+_NAME_END = b"\x00\x01"
+
+
+def slice_key_name(key: bytes) -> Optional[str]:
+    """The tensor name inside a slice key, or None if `key` is a plain tensor name."""
+    if not key.startswith(_SLICE_KEY_PREFIX):
+        return None
+    end = key.find(_NAME_END, 1)
+    if end < 0:
+        return None
+    escaped = key[1:end]
+    return escaped.replace(b"\x00\xff", b"\x00").replace(b"\xff\x00", b"\xff").decode("utf-8")
+
+
+def rename_slice_key(key: bytes, new_name: str) -> bytes:
+    end = key.find(_NAME_END, 1)
+    escaped = new_name.encode("utf-8").replace(b"\xff", b"\xff\x00").replace(b"\x00", b"\x00\xff")
+    return _SLICE_KEY_PREFIX + escaped + key[end:]

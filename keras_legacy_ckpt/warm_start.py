@@ -113,8 +113,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             each `LegacyCheckpointMixin` warms up from its `warm_up_input_spec`.
         strict: raise `MissingVariablesError` when a variable inside the mapped scopes
             would get no value; otherwise list it in `report.missing`.
-        ignore: regexes (matched at the start of the model legacy name, like `re.match`)
-            of variables to leave alone.
+        ignore: regexes (`re.search`, so anchor with "^" if needed) of model legacy names
+            to leave alone.
         batch_bytes: read at most this many bytes of tensors at a time.
 
     Returns:
@@ -133,7 +133,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     plan = plan_assignment_map(assignment_map, variables, ckpt.tensors, names_by_variable=names_by_variable)
 
     def ignored(name: str) -> bool:
-        return any(p.match(name) for p in ignore_patterns)
+        return any(p.search(name) for p in ignore_patterns)
 
     matches = [m for m in plan.matches.values() if not all(ignored(p) for p in m.parts)]
     missing = [n for n in plan.missing() if not ignored(n)]

@@ -64,7 +64,7 @@ class WarmStartFromTF1(Callback):
     def on_train_begin(self, logs=None):
         self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
                                  sample_input=self.sample_input, strict=self.strict, ignore=self.ignore)
-        summary = self.report.summary()
-        logging.info("%s", summary)
         if self.verbose:
-            io_utils.print_msg(summary)
+            io_utils.print_msg(self.report.summary())
+        else:
+            logging.info("%s", self.report.summary())
