@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_warm_start.py
+	$(BIN)/python benchmarks/bench_rename.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,6 +18,7 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundErro
                                       MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
 from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
+from keras_legacy_ckpt.rename import rename_checkpoint
 from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
 
 __version__ = "0.1.0"
@@ -31,5 +32,5 @@ __all__ = [
     "AssignmentMapError", "CheckpointNotFoundError", "CorruptCheckpointError", "DTypeMismatchError",
     "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
-    "restore_object_checkpoint", "track_tf1_style_variables", "v1_layers", "warm_start",
+    "rename_checkpoint", "restore_object_checkpoint", "track_tf1_style_variables", "v1_layers", "warm_start",
 ]

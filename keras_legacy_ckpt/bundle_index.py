@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import google_crc32c
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from keras_legacy_ckpt.errors import CorruptCheckpointError
@@ -28,15 +29,22 @@ _FOOTER_SIZE = 48
 _BLOCK_TRAILER_SIZE = 5
 _NO_COMPRESSION = 0
 _CRC_MASK_DELTA = 0xA282EAD8
+_VERIFY_CHUNK = 16 * 1024 * 1024
+# dtypes whose bytes on disk are not the raw tensor memory (their checksums cover a
+# different encoding): TensorFlow's reader checks these when it reads them.
+_ENCODED_DTYPES = (types_pb2.DT_STRING, types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE)
 
 
 def data_file_path(prefix: str, shard: int, num_shards: int) -> str:
     return "%s.data-%05d-of-%05d" % (prefix, shard, num_shards)
 
 
-def masked_crc32c(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    return _mask(google_crc32c.value(data))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +61,50 @@ class BundleIndex:
 
     def data_files(self) -> List[str]:
         return [data_file_path(self.prefix, i, self.num_shards) for i in range(self.num_shards)]
+
+    def data_entries(self, names: Iterable[str]) -> Iterator[Tuple[str, tensor_bundle_pb2.BundleEntryProto]]:
+        """(name, entry) of the entries holding the data of tensors `names` (slices included)."""
+        wanted = set(names)
+        for key, entry in self.entries.items():
+            name = slice_key_name(key)
+            if name is None:
+                name = key.decode("utf-8", "backslashreplace")
+                if entry.slices and entry.size == 0:
+                    continue
+            if name in wanted:
+                yield name, entry
+
+    def verify(self, names: Iterable[str]) -> None:
+        """Checks the crc32c of the data of tensors `names`, reading in bounded chunks.
+
+        Raises CorruptCheckpointError naming the tensor and the data file on a mismatch.
+        """
+        descriptors: Dict[int, int] = {}
+        try:
+            for name, entry in self.data_entries(names):
+                if entry.dtype in _ENCODED_DTYPES:
+                    continue
+                path = data_file_path(self.prefix, entry.shard_id, self.num_shards)
+                if entry.shard_id not in descriptors:
+                    descriptors[entry.shard_id] = os.open(path, os.O_RDONLY)
+                crc, done = 0, 0
+                while done < entry.size:
+                    chunk = os.pread(descriptors[entry.shard_id], min(_VERIFY_CHUNK, entry.size - done),
+                                     entry.offset + done)
+                    if not chunk:
+                        break
+                    crc = google_crc32c.extend(crc, chunk)
+                    done += len(chunk)
+                if done != entry.size or _mask(crc) != entry.crc32c:
+                    raise CorruptCheckpointError(
+                        "Checkpoint data file %s is damaged: tensor %r (bytes %d..%d) fails its crc32c "
+                        "check. Copy the checkpoint again from its source." % (path, name, entry.offset,
+                                                                                entry.offset + entry.size))
+        except OSError as e:
+            raise CorruptCheckpointError("Cannot read checkpoint data of %s: %s." % (self.prefix, e)) from None
+        finally:
+            for fd in descriptors.values():
+                os.close(fd)
 
 
 class _Corrupt(Exception):

@@ -15,7 +15,7 @@ from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointE
 
 # Tensors are read and assigned this many bytes at a time (a tensor larger than this is
 # read on its own), so memory stays bounded whatever the checkpoint's size.
-DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 
 _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 

@@ -241,14 +241,11 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
 
 
 def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest]], batch_bytes: int) -> None:
-    by_request = list(batches([r for _, r in requests], batch_bytes))
-    if len(by_request) > 1:
-        # More than one batch: read everything once first (TensorFlow checks each tensor's
-        # crc32c) so that damaged data fails before any variable changes.
-        for batch in by_request:
-            ckpt.read(batch)
+    # Every byte that will be assigned passes its crc32c check before the first assignment,
+    # so that damaged data fails while no variable has changed.
+    ckpt.index.verify({r.key for _, r in requests})
     position = 0
-    for batch in by_request:
+    for batch in batches([r for _, r in requests], batch_bytes):
         try:
             values = ckpt.read(batch)
         except CorruptCheckpointError as e:

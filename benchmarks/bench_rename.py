@@ -1,0 +1,193 @@
+"""Rename and warm-start a large TF1 checkpoint: keras-legacy-ckpt vs what users would otherwise do.
+
+Builds a TF1 checkpoint (default 1 GB: 64 float32 tensors of 16 MB, written by
+tf.compat.v1.train.Saver), then runs each contender in a fresh process and prints time
+(of the operation itself, TensorFlow's import excluded) and the process's peak RSS, next
+to the peak RSS of a process that only imports TensorFlow:
+
+  rename:     the migration guide's recipe | ours, streaming | ours, zero-copy | cp of the files
+  warm start: tf.train.Checkpoint(...).restore of a name-matched checkpoint | klc.warm_start
+  planning:   opening and planning a 10,000-variable checkpoint
+
+Run: make bench   (or: python benchmarks/bench_rename.py --gb 1 --workdir /tmp/klc-bench)
+The page cache is warm for every contender (each run reads the same files).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+PRELUDE = textwrap.dedent("""
+    import os, resource, sys, time, json
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    args = json.loads(sys.argv[1])
+    def report(seconds, **extra):
+        print(json.dumps(dict(seconds=seconds, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                              **extra)))
+""")
+
+CONTENDERS = {
+    "import tensorflow only": """
+        report(0.0)
+    """,
+    "guide recipe (Saver)": """
+        start = time.perf_counter()
+        with tf.Graph().as_default():
+            reader = tf.compat.v1.train.NewCheckpointReader(args["src"])
+            variable_from_new_name = {}
+            for old in reader.get_variable_to_shape_map():
+                variable_from_new_name["backbone/" + old] = tf.Variable(reader.get_tensor(old))
+            init = tf.compat.v1.global_variables_initializer()
+            saver = tf.compat.v1.train.Saver(variable_from_new_name)
+            with tf.compat.v1.Session() as sess:
+                sess.run(init)
+                saver.save(sess, args["dst"], write_meta_graph=False)
+        report(time.perf_counter() - start)
+    """,
+    "ours, streaming": """
+        import keras_legacy_ckpt as klc
+        start = time.perf_counter()
+        klc.rename_checkpoint(args["src"], args["dst"], {"/": "backbone/"}, mode="stream")
+        report(time.perf_counter() - start)
+    """,
+    "ours, zero-copy": """
+        import keras_legacy_ckpt as klc
+        start = time.perf_counter()
+        klc.rename_checkpoint(args["src"], args["dst"], {"/": "backbone/"}, mode="zero_copy")
+        report(time.perf_counter() - start)
+    """,
+    "tf.train.Checkpoint restore": """
+        dtypes = tf.train.load_checkpoint(args["src"]).get_variable_to_dtype_map()
+        module = tf.Module()
+        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(args["src"])]
+        start = time.perf_counter()
+        tf.train.Checkpoint(module=module).restore(args["src"]).assert_existing_objects_matched()
+        report(time.perf_counter() - start)
+    """,
+    "ours, warm_start": """
+        import keras_legacy_ckpt as klc
+        dtypes = tf.train.load_checkpoint(args["src"]).get_variable_to_dtype_map()
+        module = tf.Module()
+        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(args["src"])]
+        start = time.perf_counter()
+        klc.warm_start(module, args["src"])
+        report(time.perf_counter() - start)
+    """,
+    "ours, plan 10k variables": """
+        from keras_legacy_ckpt.assignment_map import plan_assignment_map
+        from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
+        names = ["backbone/" + n for n, _ in tf.train.list_variables(args["src"])]
+        start = time.perf_counter()
+        ckpt = CheckpointFile(args["src"])
+        plan = plan_assignment_map({"/": "backbone/"}, names, ckpt.tensors)
+        assert len(plan.matches) == len(names) == 10000
+        report(time.perf_counter() - start)
+    """,
+}
+
+MAKE_LARGE = """
+    import numpy as np
+    count, elements = args["count"], args["elements"]
+    with tf.Graph().as_default():
+        for i in range(count):
+            with tf.compat.v1.variable_scope("layer_%02d" % i):
+                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
+                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
+        tf.compat.v1.train.get_or_create_global_step()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, args["dst"], write_meta_graph=False)
+    report(0.0)
+"""
+
+MAKE_MANY = """
+    names = ["block_%05d/dense/kernel" % i for i in range(10000)]
+    tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.zeros([4, 4]) for _ in names])
+    report(0.0)
+"""
+
+
+def run(body, **args):
+    code = PRELUDE + textwrap.dedent(body)
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def files_of(prefix):
+    directory, base = os.path.split(prefix)
+    return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base + ".")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=1.0, help="checkpoint size in GB (default 1)")
+    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    parser.add_argument("--skip_guide", action="store_true", help="skip the guide's recipe (slow, memory-hungry)")
+    options = parser.parse_args()
+    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        count = 64
+        elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
+        src = os.path.join(workdir, "large", "model.ckpt")
+        if not os.path.exists(src + ".index"):
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            run(MAKE_LARGE, dst=src, count=count, elements=elements)
+        size = sum(os.path.getsize(f) for f in files_of(src))
+        print("checkpoint: %d float32 tensors of %.1f MB + global_step, %.2f GB, %s"
+              % (count, elements * 4 / 1e6, size / 1e9, src))
+
+        baseline = run(CONTENDERS["import tensorflow only"])
+        rows = [("import tensorflow only", None, baseline["peak_rss_mb"])]
+        names = ["guide recipe (Saver)", "ours, streaming", "ours, zero-copy"]
+        if options.skip_guide:
+            names = names[1:]
+        for name in names:
+            dst = os.path.join(workdir, "out-" + name.split()[-1].strip("()"), "model.ckpt")
+            shutil.rmtree(os.path.dirname(dst), ignore_errors=True)
+            os.makedirs(os.path.dirname(dst))
+            result = run(CONTENDERS[name], src=src, dst=dst)
+            rows.append((name, result["seconds"], result["peak_rss_mb"]))
+            shutil.rmtree(os.path.dirname(dst))
+        cp_dir = os.path.join(workdir, "out-cp")
+        shutil.rmtree(cp_dir, ignore_errors=True)
+        os.makedirs(cp_dir)
+        start = time.perf_counter()
+        subprocess.run(["cp"] + files_of(src) + [cp_dir], check=True)
+        rows.append(("cp of the files", time.perf_counter() - start, None))
+        shutil.rmtree(cp_dir)
+        for name in ("tf.train.Checkpoint restore", "ours, warm_start"):
+            result = run(CONTENDERS[name], src=src)
+            rows.append((name, result["seconds"], result["peak_rss_mb"]))
+
+        many = os.path.join(workdir, "many", "model.ckpt")
+        if not os.path.exists(many + ".index"):
+            os.makedirs(os.path.dirname(many), exist_ok=True)
+            run(MAKE_MANY, dst=many)
+        result = run(CONTENDERS["ours, plan 10k variables"], src=many)
+        rows.append(("ours, plan 10k variables", result["seconds"], result["peak_rss_mb"]))
+
+        print("\n%-28s %10s %14s %18s" % ("contender", "seconds", "peak RSS (MB)", "RSS over import"))
+        for name, seconds, rss in rows:
+            print("%-28s %10s %14s %18s" % (
+                name, "-" if seconds is None else "%.3f" % seconds, "-" if rss is None else "%.0f" % rss,
+                "-" if rss is None or name.startswith("import") else "%+.0f" % (rss - baseline["peak_rss_mb"])))
+    finally:
+        if not options.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
