@@ -10,9 +10,9 @@ model.fit(x, y, callbacks=[
 ```
 """
 
-from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt import _compat, bundle_index
 from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
-from keras_legacy_ckpt.checkpoint_reader import list_variables
+from keras_legacy_ckpt.checkpoint_reader import list_variables, verify_checkpoint
 from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,
                                       DTypeMismatchError, DuplicateVariableNameError, LegacyCheckpointError,
                                       MissingVariablesError, ShapeMismatchError)

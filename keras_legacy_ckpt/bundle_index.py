@@ -20,6 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import google_crc32c
 from tensorflow.core.framework import types_pb2
+from tensorflow.python.framework import dtypes as tf_dtypes
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from keras_legacy_ckpt.errors import CorruptCheckpointError
@@ -235,6 +236,37 @@ def read_bundle_index(prefix: str) -> BundleIndex:
     return index
 
 
+def _check_entry_metadata(index: BundleIndex, key: bytes, entry: tensor_bundle_pb2.BundleEntryProto) -> None:
+    """dtype, shape and size must agree, so a damaged entry cannot make a reader allocate garbage."""
+    problem = None
+    dims = [d.size for d in entry.shape.dim]
+    try:
+        dtype = tf_dtypes.as_dtype(entry.dtype)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or entry.dtype == types_pb2.DT_INVALID or entry.dtype >= 100:
+        problem = "has an unknown dtype (%d)" % entry.dtype
+    elif any(d < 0 for d in dims):
+        problem = "has a negative dimension in shape %s" % dims
+    elif entry.slices:
+        if len(dims) and any(len(s.extent) != len(dims) for s in entry.slices):
+            problem = "has slices whose rank differs from its shape %s" % dims
+        elif any(e.start < 0 or (e.HasField("length") and (e.length < 0 or e.start + e.length > d))
+                 for s in entry.slices for e, d in zip(s.extent, dims)):
+            problem = "has a slice outside its shape %s" % dims
+    elif entry.dtype not in _ENCODED_DTYPES:
+        count = 1
+        for d in dims:
+            count *= d
+        if count * dtype.size != entry.size:
+            problem = "says shape %s of %s (%d bytes) but holds %d bytes" % (dims, dtype.name, count * dtype.size,
+                                                                           entry.size)
+    if problem:
+        raise CorruptCheckpointError(
+            "Checkpoint index %s.index is damaged: the entry of %r %s. Copy the checkpoint again from its "
+            "source." % (index.prefix, _describe(key), problem))
+
+
 def check_data_files(index: BundleIndex) -> None:
     """Checks that every entry's [offset, offset + size) lies inside its data shard."""
     sizes: List[Optional[int]] = []
@@ -244,6 +276,7 @@ def check_data_files(index: BundleIndex) -> None:
         except OSError:
             sizes.append(None)
     for key, entry in index.entries.items():
+        _check_entry_metadata(index, key, entry)
         if entry.slices and entry.size == 0:
             continue  # a partitioned tensor: its data lives in the per-slice entries
         if not 0 <= entry.shard_id < index.num_shards:

@@ -152,6 +152,17 @@ def list_variables(checkpoint: "str | os.PathLike[str]") -> List[Tuple[str, Tupl
     return [(name, info.shape, info.dtype.name) for name, info in ckpt.tensors.items()]
 
 
+def verify_checkpoint(checkpoint: "str | os.PathLike[str]") -> int:
+    """Checks a checkpoint completely: its index and the crc32c of every tensor's bytes.
+
+    Returns the number of tensors checked; raises CorruptCheckpointError naming the file
+    and the damage, or CheckpointNotFoundError.
+    """
+    ckpt = CheckpointFile(checkpoint)
+    ckpt.index.verify(ckpt.tensors)
+    return len(ckpt.tensors)
+
+
 def _first_line(error: BaseException) -> str:
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     return message.strip().splitlines()[0] if message.strip() else type(error).__name__

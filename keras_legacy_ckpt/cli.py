@@ -1,6 +1,7 @@
 """The `keras-legacy-ckpt` command line: inspect, plan and rename TF1 checkpoints.
 
     keras-legacy-ckpt inspect CKPT
+    keras-legacy-ckpt verify CKPT
     keras-legacy-ckpt plan CKPT --model MODEL_CKPT_OR_NAMES_FILE [--map "ckpt/=model/"]
     keras-legacy-ckpt rename SRC DST --map "old/=new/" [--regex "PATTERN=>REPL"] [--exclude REGEX] [--dry_run]
 """
@@ -16,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-COMMANDS = ("inspect", "plan", "rename")
+COMMANDS = ("inspect", "plan", "rename", "verify")
 
 flags.DEFINE_multi_string("map", [], "Name map entries 'old=new' or scopes 'old_scope/=new_scope/', comma "
                           "separated; repeatable. For plan: checkpoint scope = model scope, as in "
@@ -29,6 +30,7 @@ flags.DEFINE_multi_string("exclude", [], "rename: drop source tensors whose name
 flags.DEFINE_multi_string("transpose", [], "rename: 'REGEX=1,0' transposes tensors whose new name matches.")
 flags.DEFINE_multi_string("reshape", [], "rename: 'REGEX=2,3,4' reshapes tensors whose new name matches.")
 flags.DEFINE_bool("dry_run", False, "rename: print old -> new without writing anything.")
+flags.DEFINE_bool("verify", False, "rename: check every tensor's crc32c before writing.")
 flags.DEFINE_bool("overwrite", False, "rename: replace an existing checkpoint at DST.")
 flags.DEFINE_enum("mode", "auto", ["auto", "zero_copy", "stream"],
                   "rename: zero_copy shares the data files (pure renames only); stream writes new ones; "
@@ -167,7 +169,7 @@ def rename(src: str, dst: str) -> str:
     renames = rename_checkpoint(
         src, dst, _mapping_from_flags(), dry_run=FLAGS.dry_run, exclude=FLAGS.exclude,
         transpose=_int_list_rules(FLAGS.transpose, "transpose"), reshape=_int_list_rules(FLAGS.reshape, "reshape"),
-        mode=FLAGS.mode, overwrite=FLAGS.overwrite, progress=progress)
+        mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, progress=progress)
     lines = ["%s -> %s" % (old, new) for old, new in renames.items()]
     verb = "would write" if FLAGS.dry_run else "wrote"
     lines.append("%s %d tensors to %s" % (verb, len(renames), dst))
@@ -184,6 +186,10 @@ def main(argv: Sequence[str]) -> int:
         command, rest = args[0], args[1:]
         if command == "inspect" and len(rest) == 1:
             print(inspect(rest[0]))
+        elif command == "verify" and len(rest) == 1:
+            from keras_legacy_ckpt.checkpoint_reader import verify_checkpoint
+
+            print("OK: %d tensors, index and crc32c of every tensor verified: %s" % (verify_checkpoint(rest[0]), rest[0]))
         elif command == "plan" and len(rest) == 1:
             if not FLAGS.model:
                 raise UsageError("plan needs --model (a checkpoint prefix or a names file)")

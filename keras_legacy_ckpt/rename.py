@@ -140,7 +140,7 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
                       dry_run: bool = False, exclude: Iterable[str] = (),
                       transpose: Optional[Mapping[str, Sequence[int]]] = None,
                       reshape: Optional[Mapping[str, Sequence[int]]] = None,
-                      mode: str = "auto", overwrite: bool = False,
+                      mode: str = "auto", overwrite: bool = False, verify: bool = False,
                       progress: Optional[Progress] = None) -> Dict[str, str]:
     """Writes a copy of checkpoint `src` at prefix `dst` with its tensors renamed.
 
@@ -161,6 +161,8 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
         reshape: `{regex on the new name: new shape}`.
         mode: "zero_copy" (pure renames only), "stream", or "auto" (zero-copy when possible).
         overwrite: replace an existing checkpoint at `dst`.
+        verify: check the crc32c of every tensor that will be written before writing
+            (reads all the data once; zero-copy and streaming copies do not decode it).
         progress: called as `progress(bytes_done, bytes_total)` while streaming.
 
     Returns:
@@ -174,6 +176,8 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
                                  "Use mode='stream' (or 'auto').")
     if dry_run:
         return dict(plan.renames)
+    if verify:
+        plan.index.verify(plan.renames)
     dst_prefix = _checked_destination(plan.index.prefix, os.fspath(dst), overwrite)
     writer = _write_zero_copy if mode == "zero_copy" or (mode == "auto" and plan.zero_copy_possible) else _write_streaming
     _write_atomically(dst_prefix, lambda tmp: writer(plan, tmp, progress))
@@ -198,6 +202,10 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
     try:
         written = write(tmp_prefix)
         old_files = _checkpoint_files(dst_prefix)
+        if dst_prefix + ".index" in old_files:
+            # An old index must never sit next to new data: without an index the destination
+            # is simply absent if we are killed before the new index is in place.
+            os.remove(dst_prefix + ".index")
         new_files = []
         for shard in range(written.num_shards):
             final = data_file_path(dst_prefix, shard, written.num_shards)

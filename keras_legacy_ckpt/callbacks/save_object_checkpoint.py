@@ -8,9 +8,17 @@ from typing import Optional
 import tensorflow as tf
 from tf_keras.callbacks import Callback
 
+from keras_legacy_ckpt.errors import LegacyCheckpointError
 from keras_legacy_ckpt.object_checkpoint import object_checkpoint
 
 _SAVE_ON = ("train_begin", "epoch_end", "train_end")
+
+
+def _listdir(directory: str):
+    try:
+        return tf.io.gfile.listdir(directory)
+    except tf.errors.OpError:
+        return []
 
 
 class SaveObjectCheckpoint(Callback):
@@ -63,7 +71,28 @@ class SaveObjectCheckpoint(Callback):
         if self._manager is None:
             checkpoint = object_checkpoint(self.model, self.include_optimizer)
             self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=self.max_to_keep)
-        self.latest_path = self._manager.save()
+        before = set(_listdir(self.directory))
+        try:
+            self.latest_path = self._manager.save()
+        except (tf.errors.OpError, OSError) as e:
+            # TensorFlow writes a new checkpoint under new names and updates the state file
+            # last, so earlier checkpoints are intact; remove what this attempt left behind.
+            for name in set(_listdir(self.directory)) - before:
+                path = os.path.join(self.directory, name)
+                try:
+                    if tf.io.gfile.isdir(path):
+                        tf.io.gfile.rmtree(path)
+                    else:
+                        tf.io.gfile.remove(path)
+                except tf.errors.OpError:
+                    pass
+            message = (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+            latest = tf.train.latest_checkpoint(self.directory)
+            earlier = ("Earlier checkpoints there are intact (latest: %s)" % latest if latest
+                       else "Nothing was left behind")
+            raise LegacyCheckpointError(
+                "Saving the object checkpoint to %s failed: %s. %s; check the destination's free space "
+                "and permissions." % (self.directory, message, earlier)) from None
 
     def on_train_begin(self, logs=None):
         self._pending_train_begin = self.save_on == "train_begin"
