@@ -1,7 +1,7 @@
 """Crash-safety trials: SIGKILL a process while it renames a checkpoint or saves object checkpoints.
 
-After each kill: the source (rename) and every checkpoint the state file lists (saves) must be
-intact and loadable, and a destination is either absent or complete and correct: no partial
+After each kill: the source (rename) and the latest checkpoint the state file names (saves) must
+be intact and loadable, and a destination is either absent or complete and correct: no partial
 output is ever taken for a complete one. Used by tests/test_crash_safety.py (a few trials)
 and fuzz/run_crash_trials.py (N >= 50).
 """
@@ -103,14 +103,28 @@ def rename_trial(source, expected, workdir, rng, max_delay=1.5):
 
 
 def save_trial(workdir, rng, max_delay=4.0):
-    """Returns how many checkpoints the state file lists after the kill; raises on damage."""
+    """Returns (checkpoints listed, of which swept) after the kill; raises on damage.
+
+    The latest checkpoint must restore. tf.train.CheckpointManager records the new checkpoint,
+    then deletes the oldest, then records again: a kill in between leaves an older entry
+    listed whose files are (partly) gone. Such an entry must fail as missing, never load.
+    """
     directory = os.path.join(workdir, "tf2")
     _run_and_kill(SAVE_LOOP, [directory], rng, max_delay)
     state = tf.train.get_checkpoint_state(directory)
     if state is None:
-        return 0
+        return 0, 0
+    swept = 0
     for path in state.all_model_checkpoint_paths:
         path = path if os.path.isabs(path) else os.path.join(directory, path)
-        klc.verify_checkpoint(path)
-    klc.restore_object_checkpoint(build_model(), directory)
-    return len(state.all_model_checkpoint_paths)
+        if path == state.model_checkpoint_path or os.path.basename(path) == state.model_checkpoint_path:
+            continue
+        try:
+            klc.verify_checkpoint(path)
+        except klc.CheckpointNotFoundError:
+            swept += 1
+        except klc.CorruptCheckpointError as e:
+            assert "is missing" in str(e), e  # data deleted before the index: still never loads
+            swept += 1
+    klc.restore_object_checkpoint(build_model(), directory)  # the latest
+    return len(state.all_model_checkpoint_paths), swept

@@ -9,12 +9,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt import _compat, distribute
 from keras_legacy_ckpt.assignment_map import Match, NameMapping, plan_assignment_map, suggest_scope_map
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
-                                      MissingVariablesError, ShapeMismatchError)
+                                      LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
 
 _OPTIMIZER_STATE = re.compile(
@@ -120,9 +120,46 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     Returns:
         A `WarmStartReport`.
     """
-    ckpt = CheckpointFile(checkpoint)
+    strategy = distribute.strategy_of(target)
+    multi_worker = distribute.is_multi_worker(strategy)
+    if multi_worker:
+        # Variable creation is collective across workers: every worker warms up first, then
+        # checks locally, then all agree before anything is assigned (no worker hangs).
+        with distribute.scope_of(target):
+            warm_up_target(target, sample_input)
+    error: Optional[LegacyCheckpointError] = None
+    try:
+        ckpt = CheckpointFile(checkpoint)
+        if not multi_worker:
+            with distribute.scope_of(target):
+                warm_up_target(target, sample_input)
+        plan = _plan(target, ckpt, assignment_map, strict, ignore)
+    except LegacyCheckpointError as e:
+        error = e
+    if multi_worker:
+        failures = distribute.failures_across_workers(strategy, error is not None)
+        if error is None and failures:
+            raise LegacyCheckpointError(
+                "Warm start failed on %d other replica(s) of this multi-worker job (see their logs); "
+                "nothing was assigned on this worker." % failures)
+    if error is not None:
+        raise error
+    matches, missing, requests, ignored = plan
+    _read_and_assign(ckpt, requests, batch_bytes)
+    used = {m.key for m in matches}
+    return WarmStartReport(
+        checkpoint=ckpt.prefix,
+        loaded={part: m.key for m in matches for part in m.parts},
+        missing=missing,
+        unused=[k for k in ckpt.tensors if k not in used],
+        ignored=ignored,
+        bytes_loaded=sum(r.nbytes for _, r in requests),
+        assignment_map=assignment_map)
+
+
+def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, strict: bool, ignore: Iterable[str]):
+    """Everything that can fail before the first assignment (reads no tensor data)."""
     ignore_patterns = _compile_ignore(ignore)
-    _in_strategy_scope(target, warm_up_target, target, sample_input)
     variables = legacy_variables_of(target)
     if not variables:
         raise MissingVariablesError(
@@ -140,24 +177,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     if strict and missing:
         raise MissingVariablesError(_missing_message(ckpt, missing, plan.not_found, variables))
     requests = _checked_requests(matches, variables, ckpt)
-    _read_and_assign(ckpt, requests, batch_bytes)
-    used = {m.key for m in matches}
-    return WarmStartReport(
-        checkpoint=ckpt.prefix,
-        loaded={part: m.key for m in matches for part in m.parts},
-        missing=missing,
-        unused=[k for k in ckpt.tensors if k not in used],
-        ignored=sorted(n for n in variables if ignored(n)),
-        bytes_loaded=sum(r.nbytes for _, r in requests),
-        assignment_map=assignment_map)
-
-
-def _in_strategy_scope(target: Any, fn, *args):
-    strategy = getattr(target, "distribute_strategy", None) if not tf.distribute.has_strategy() else None
-    if strategy is None:
-        return fn(*args)
-    with strategy.scope():
-        return fn(*args)
+    return matches, missing, requests, sorted(n for n in variables if ignored(n))
 
 
 def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[str, str],

@@ -7,6 +7,11 @@ import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
+# Two logical CPUs for the tf.distribute tests; this must happen before TensorFlow
+# initialises its devices, so it is done once for the whole session.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
 
 @pytest.fixture
 def ckpt_dir(tmp_path):

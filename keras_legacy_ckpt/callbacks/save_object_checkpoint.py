@@ -8,6 +8,7 @@ from typing import Optional
 import tensorflow as tf
 from tf_keras.callbacks import Callback
 
+from keras_legacy_ckpt import distribute
 from keras_legacy_ckpt.errors import LegacyCheckpointError
 from keras_legacy_ckpt.object_checkpoint import object_checkpoint
 
@@ -43,6 +44,9 @@ class SaveObjectCheckpoint(Callback):
     klc.restore_object_checkpoint(Net(), "/new/tf2_ckpts", sample_input=x[:1])
     ```
 
+    Under a multi-worker strategy only the chief keeps checkpoints in `directory`; the
+    other workers take part in each save in a temporary directory that is then removed.
+
     Args:
         directory: where to write the checkpoints.
         save_on: "train_begin" (the starting point of training), "epoch_end" (after
@@ -68,12 +72,19 @@ class SaveObjectCheckpoint(Callback):
         self._pending_train_begin = False
 
     def _save(self) -> None:
+        strategy = distribute.strategy_of(self.model)
+        directory = distribute.worker_directory(self.directory, strategy)
         if self._manager is None:
             checkpoint = object_checkpoint(self.model, self.include_optimizer)
-            self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=self.max_to_keep)
+            self._manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=self.max_to_keep)
         before = set(_listdir(self.directory))
         try:
-            self.latest_path = self._manager.save()
+            path = self._manager.save()
+            if directory == self.directory:
+                self.latest_path = path
+            else:
+                # A non-chief worker takes part in the save but keeps nothing.
+                tf.io.gfile.rmtree(directory)
         except (tf.errors.OpError, OSError) as e:
             # TensorFlow writes a new checkpoint under new names and updates the state file
             # last, so earlier checkpoints are intact; remove what this attempt left behind.
