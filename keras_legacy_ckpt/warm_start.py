@@ -21,6 +21,9 @@ _OPTIMIZER_STATE = re.compile(
     r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
     r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
 _LIST_LIMIT = 20
+_EMA_SUFFIX = "/ExponentialMovingAverage"
+_SHAPE_POLICIES = ("error", "skip")
+_DTYPE_POLICIES = ("error", "cast")
 
 
 @dataclasses.dataclass
@@ -33,6 +36,10 @@ class WarmStartReport:
         missing: model variables inside the map's scopes that got no value.
         unused: checkpoint keys no variable took (optimizer slots, global_step, ...).
         ignored: model variables left alone because an `ignore` pattern matched.
+        skipped: model name -> why, for variables left as initialised by
+            `on_shape_mismatch="skip"`.
+        casts: model name -> "float16 -> float32", for tensors cast by
+            `on_dtype_mismatch="cast"`.
         bytes_loaded: bytes of tensor data assigned.
     """
 
@@ -41,6 +48,8 @@ class WarmStartReport:
     missing: List[str] = dataclasses.field(default_factory=list)
     unused: List[str] = dataclasses.field(default_factory=list)
     ignored: List[str] = dataclasses.field(default_factory=list)
+    skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
+    casts: Dict[str, str] = dataclasses.field(default_factory=dict)
     bytes_loaded: int = 0
     assignment_map: Any = None
 
@@ -55,6 +64,15 @@ class WarmStartReport:
                          % (len(self.missing), _short_list(self.missing)))
         if self.ignored:
             lines.append("  ignored: %d variables: %s" % (len(self.ignored), _short_list(self.ignored)))
+        if self.skipped:
+            lines.append("  skipped: %d variables left as initialised (shape mismatch): %s"
+                         % (len(self.skipped), _short_list(sorted(self.skipped))))
+        if self.casts:
+            lines.append("  cast:    %d tensors: %s" % (len(self.casts), _short_list(
+                ["%s (%s)" % kv for kv in sorted(self.casts.items())])))
+        ema = sorted({k for k in self.loaded.values() if k.endswith(_EMA_SUFFIX)})
+        if ema:
+            lines.append("  ema:     %d variables took their ExponentialMovingAverage" % len(ema))
         optimizer = [k for k in self.unused if _OPTIMIZER_STATE.search(k)]
         other = [k for k in self.unused if not _OPTIMIZER_STATE.search(k)]
         if optimizer:
@@ -91,6 +109,8 @@ def _compile_ignore(ignore: Iterable[str]) -> List[re.Pattern]:
 
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
                sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
+               on_shape_mismatch: str = "error", on_dtype_mismatch: str = "error",
+               use_ema: bool = False, ema_fallback: bool = False,
                batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
@@ -115,11 +135,23 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             would get no value; otherwise list it in `report.missing`.
         ignore: regexes (`re.search`, so anchor with "^" if needed) of model legacy names
             to leave alone.
+        on_shape_mismatch: "error" (ShapeMismatchError, nothing assigned) or "skip" (leave
+            such variables as initialised; listed in `report.skipped`).
+        on_dtype_mismatch: "error" (DTypeMismatchError) or "cast" (numeric tensors are cast
+            to the variable's dtype; listed in `report.casts`).
+        use_ema: load `X/ExponentialMovingAverage` into X where the checkpoint has it (TF1's
+            `tf.compat.v1.train.ExponentialMovingAverage` shadow variables).
+        ema_fallback: with use_ema, load raw values for trainable variables without an EMA
+            copy instead of raising MissingVariablesError.
         batch_bytes: read at most this many bytes of tensors at a time.
 
     Returns:
         A `WarmStartReport`.
     """
+    if on_shape_mismatch not in _SHAPE_POLICIES or on_dtype_mismatch not in _DTYPE_POLICIES:
+        raise ValueError("on_shape_mismatch must be one of %s and on_dtype_mismatch one of %s."
+                         % (_SHAPE_POLICIES, _DTYPE_POLICIES))
+    options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     if multi_worker:
@@ -133,7 +165,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         if not multi_worker:
             with distribute.scope_of(target):
                 warm_up_target(target, sample_input)
-        plan = _plan(target, ckpt, assignment_map, strict, ignore)
+        plan = _plan(target, ckpt, assignment_map, options)
     except LegacyCheckpointError as e:
         error = e
     if multi_worker:
@@ -144,7 +176,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                 "nothing was assigned on this worker." % failures)
     if error is not None:
         raise error
-    matches, missing, requests, ignored = plan
+    matches, missing, requests, ignored, skipped, casts = plan
     _read_and_assign(ckpt, requests, batch_bytes)
     used = {m.key for m in matches}
     return WarmStartReport(
@@ -153,13 +185,25 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         missing=missing,
         unused=[k for k in ckpt.tensors if k not in used],
         ignored=ignored,
+        skipped=skipped,
+        casts=casts,
         bytes_loaded=sum(r.nbytes for _, r in requests),
         assignment_map=assignment_map)
 
 
-def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, strict: bool, ignore: Iterable[str]):
+@dataclasses.dataclass
+class _Options:
+    strict: bool
+    ignore: Iterable[str]
+    on_shape_mismatch: str
+    on_dtype_mismatch: str
+    use_ema: bool
+    ema_fallback: bool
+
+
+def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, options: _Options):
     """Everything that can fail before the first assignment (reads no tensor data)."""
-    ignore_patterns = _compile_ignore(ignore)
+    ignore_patterns = _compile_ignore(options.ignore)
     variables = legacy_variables_of(target)
     if not variables:
         raise MissingVariablesError(
@@ -174,10 +218,40 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, strict
 
     matches = [m for m in plan.matches.values() if not all(ignored(p) for p in m.parts)]
     missing = [n for n in plan.missing() if not ignored(n)]
-    if strict and missing:
+    if options.strict and missing:
         raise MissingVariablesError(_missing_message(ckpt, missing, plan.not_found, variables))
-    requests = _checked_requests(matches, variables, ckpt)
-    return matches, missing, requests, sorted(n for n in variables if ignored(n))
+    if options.use_ema:
+        matches = _moving_averages(matches, variables, ckpt, options.ema_fallback)
+    requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
+                                                 options.on_dtype_mismatch)
+    matches = [m for m in matches if m.parts[0] not in skipped]
+    return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts
+
+
+def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
+                     fallback: bool) -> List[Match]:
+    """Swaps each key for its ExponentialMovingAverage copy where the checkpoint has one.
+
+    Like TF1's `ExponentialMovingAverage.variables_to_restore()`, non-trainable variables
+    (batch-norm statistics, counters) without a copy keep their own values; a trainable
+    variable without a copy is an error unless `fallback`.
+    """
+    result, without = [], []
+    for match in matches:
+        ema_key = match.key + _EMA_SUFFIX
+        if ema_key in ckpt:
+            result.append(Match(match.model_name, match.parts, ema_key))
+            continue
+        if any(getattr(variables[p], "trainable", False) for p in match.parts) and not fallback:
+            without.append("  %s <- %r" % (match.model_name, match.key))
+        result.append(match)
+    if without:
+        raise MissingVariablesError(
+            "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s:\n%s\nNothing was "
+            "assigned. Was the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
+            "variables? Pass ema_fallback=True to load their raw values instead."
+            % (len(without), _EMA_SUFFIX, ckpt.prefix, "\n".join(without)))
+    return result
 
 
 def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[str, str],
@@ -200,22 +274,35 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
             "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
 
 
-def _checked_requests(matches: List[Match], variables: Dict[str, Any],
-                      ckpt: CheckpointFile) -> List[Tuple[Any, ReadRequest]]:
+def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
+                      on_shape_mismatch: str, on_dtype_mismatch: str):
+    """ReadRequests for every match, after every shape and dtype check; applies the policies."""
     requests: List[Tuple[Any, ReadRequest]] = []
     shape_errors, dtype_errors = [], []
+    skipped: Dict[str, str] = {}
+    casts: Dict[str, str] = {}
     for match in sorted(matches, key=lambda m: m.model_name):
         info = ckpt.tensors[match.key]
         parts = [variables[p] for p in match.parts]
-        for part_name, v in zip(match.parts, parts):
-            if _compat.variable_dtype(v) != info.dtype:
-                dtype_errors.append("  %s (%s) <- %r (%s)" % (part_name, _compat.variable_dtype(v).name,
-                                                              match.key, info.dtype.name))
         slices = _part_slices(info.shape, [_compat.variable_shape(v) for v in parts])
         if slices is None:
             shapes = " + ".join(str(_compat.variable_shape(v)) for v in parts)
-            shape_errors.append("  %s %s <- %r %s" % (match.model_name, shapes, match.key, info.shape))
+            problem = "%s %s <- %r %s" % (match.model_name, shapes, match.key, info.shape)
+            if on_shape_mismatch == "skip":
+                skipped.update({p: "shape %s" % problem for p in match.parts})
+            else:
+                shape_errors.append("  " + problem)
             continue
+        for part_name, v in zip(match.parts, parts):
+            have = _compat.variable_dtype(v)
+            if have == info.dtype:
+                continue
+            problem = "%s (%s) <- %r (%s)" % (part_name, have.name, match.key, info.dtype.name)
+            castable = all(d.is_floating or d.is_integer or d.is_complex for d in (have, info.dtype))
+            if on_dtype_mismatch == "cast" and castable:
+                casts[part_name] = "%s -> %s" % (info.dtype.name, have.name)
+            else:
+                dtype_errors.append("  " + problem)
         itemsize = info.dtype.size if info.dtype != tf.string else 1
         for v, (spec, count) in zip(parts, slices):
             requests.append((v, ReadRequest(match.key, spec, count * itemsize)))
@@ -223,14 +310,16 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any],
         raise ShapeMismatchError(
             "%d variable(s) do not have the shape of the checkpoint tensor mapped to them (model <- "
             "checkpoint):\n%s\nNothing was assigned. Fix the model so the shapes agree, correct the "
-            "assignment map, or pass ignore=[...] for layers you changed on purpose (e.g. a new "
-            "classification head)." % (len(shape_errors), "\n".join(shape_errors)))
+            "assignment map, pass ignore=[...] for layers you changed on purpose (e.g. a new "
+            "classification head), or on_shape_mismatch=\"skip\" to leave them as initialised."
+            % (len(shape_errors), "\n".join(shape_errors)))
     if dtype_errors:
         raise DTypeMismatchError(
             "%d variable(s) do not have the dtype of the checkpoint tensor mapped to them (model <- "
             "checkpoint):\n%s\nNothing was assigned. Create the variables with the checkpoint's dtype, "
-            "or pass ignore=[...] for them." % (len(dtype_errors), "\n".join(dtype_errors)))
-    return requests
+            "pass on_dtype_mismatch=\"cast\" to convert numeric tensors (reported), or ignore=[...]."
+            % (len(dtype_errors), "\n".join(dtype_errors)))
+    return requests, skipped, casts
 
 
 def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:
@@ -275,5 +364,7 @@ def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest
                     "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
             raise
         for (variable, _), value in zip(requests[position:position + len(batch)], values):
+            if value.dtype != _compat.variable_dtype(variable):
+                value = tf.cast(value, _compat.variable_dtype(variable))
             variable.assign(value)
         position += len(batch)

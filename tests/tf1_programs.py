@@ -33,28 +33,33 @@ def scoped_variables(x, training=False):
 
 
 def save_tf1_checkpoint(ckpt_dir: str, network: Callable, input_dim: int, steps: int = 3,
-                        seed: int = 0, outer_scope: str = None) -> Tuple[str, Dict[str, np.ndarray]]:
+                        seed: int = 0, outer_scope: str = None, ema_decay: float = None,
+                        dtype=tf.float32) -> Tuple[str, Dict[str, np.ndarray]]:
     """Trains `network` a few steps with Adam and a global step; saves; returns (prefix, values)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, input_dim)).astype(np.float32)
     y = rng.integers(0, 3, size=16)
     with tf.Graph().as_default():
         v1.set_random_seed(seed)
-        inputs = v1.placeholder(tf.float32, [None, input_dim])
+        inputs = v1.placeholder(dtype, [None, input_dim])
         if outer_scope:
             with v1.variable_scope(outer_scope):
                 logits = network(inputs, training=True)
         else:
             logits = network(inputs, training=True)
-        loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
+        loss = v1.losses.sparse_softmax_cross_entropy(y, tf.cast(logits, tf.float32))
         global_step = v1.train.get_or_create_global_step()
         with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
             train_op = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=global_step)
+        if ema_decay:
+            ema = v1.train.ExponentialMovingAverage(ema_decay)
+            with tf.control_dependencies([train_op]):
+                train_op = ema.apply(v1.trainable_variables())
         saver = v1.train.Saver()
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             for _ in range(steps):
-                sess.run(train_op, {inputs: x})
+                sess.run(train_op, {inputs: x.astype(dtype.as_numpy_dtype)})
             prefix = saver.save(sess, os.path.join(ckpt_dir, "model.ckpt"), global_step=global_step)
     return prefix, checkpoint_values(prefix)
 

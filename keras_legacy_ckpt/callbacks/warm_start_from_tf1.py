@@ -44,6 +44,8 @@ class WarmStartFromTF1(Callback):
         strict: raise if a model variable in the mapped scopes would get no value.
         ignore: regexes of model variable names to leave as initialised.
         verbose: 1 prints the report's summary; 0 only logs it through absl at INFO.
+        **warm_start_options: more `warm_start` keywords: `on_shape_mismatch`,
+            `on_dtype_mismatch`, `use_ema`, `ema_fallback`, `optimizer_state`, `batch_bytes`.
 
     Attributes:
         report: the `WarmStartReport` of the last warm start, None before.
@@ -51,8 +53,9 @@ class WarmStartFromTF1(Callback):
 
     def __init__(self, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
                  sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
-                 verbose: int = 1):
+                 verbose: int = 1, **warm_start_options: Any):
         super().__init__()
+        self.warm_start_options = warm_start_options
         self.checkpoint = checkpoint
         self.assignment_map = assignment_map
         self.sample_input = sample_input
@@ -63,7 +66,8 @@ class WarmStartFromTF1(Callback):
 
     def on_train_begin(self, logs=None):
         self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
-                                 sample_input=self.sample_input, strict=self.strict, ignore=self.ignore)
+                                 sample_input=self.sample_input, strict=self.strict, ignore=self.ignore,
+                                 **self.warm_start_options)
         if self.verbose:
             io_utils.print_msg(self.report.summary())
         else:
