@@ -19,7 +19,7 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundErro
 from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
 from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
 from keras_legacy_ckpt.rename import rename_checkpoint
-from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
+from keras_legacy_ckpt.warm_start import WarmStartReport, suggest_assignment_map, warm_start
 
 __version__ = "0.1.0"
 

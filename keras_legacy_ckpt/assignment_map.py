@@ -290,30 +290,6 @@ def forward_mapper(mapping: NameMapping) -> Callable[[str], Optional[str]]:
         "a list of (regex, replacement) pairs, or a callable." % type(mapping).__name__)
 
 
-def suggest_scope_map(model_names: Iterable[str], ckpt_keys: Iterable[str]) -> Optional[Dict[str, str]]:
-    """Guesses the one scope-to-scope entry that would match the most names, if any."""
-    by_leaf: Dict[str, List[str]] = collections.defaultdict(list)
-    for key in ckpt_keys:
-        by_leaf[key.rsplit("/", 1)[-1]].append(key)
-    votes: collections.Counter = collections.Counter()
-    for name in model_names:
-        for key in by_leaf.get(name.rsplit("/", 1)[-1], [])[:50]:
-            a, b = name.split("/"), key.split("/")
-            common = 0
-            while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
-                common += 1
-            if common < 2 and (len(a) > 1 or len(b) > 1):
-                continue
-            model_scope = "/".join(a[:len(a) - common])
-            ckpt_scope = "/".join(b[:len(b) - common])
-            if model_scope != ckpt_scope:
-                votes[(ckpt_scope + "/" if ckpt_scope else "/", model_scope + "/" if model_scope else "/")] += 1
-    if not votes:
-        return None
-    (ckpt_scope, model_scope), _ = votes.most_common(1)[0]
-    return {ckpt_scope: model_scope}
-
-
 def parse_map_spec(spec: str) -> Dict[str, Optional[str]]:
     """Parses "ckpt_scope/=model_scope/,old_name=new_name" into a dict ("x=" maps x to None)."""
     mapping: Dict[str, Optional[str]] = {}
@@ -355,3 +331,100 @@ def combine_mappings(mapping: Optional[Mapping[str, Optional[str]]], rules: Rule
         return by_rules(name)
 
     return combined
+
+
+@dataclasses.dataclass
+class SuggestedMap:
+    """A proposed assignment map and what it leaves out."""
+
+    assignment_map: Dict[str, str]
+    matched: Dict[str, str]      # model name -> checkpoint key the map gives it
+    unmatched: List[str]         # model names the map gives no (shape-compatible) tensor
+    unused: List[str]            # checkpoint keys no model variable takes
+
+
+def _apply_scope(ckpt_scope: str, model_scope: str, name: str) -> str:
+    rest = name if model_scope == "/" else name[len(model_scope):]
+    return rest if ckpt_scope == "/" else ckpt_scope + rest
+
+
+def _in_scope(model_scope: str, name: str) -> bool:
+    return model_scope == "/" or name.startswith(model_scope)
+
+
+def _scope_votes(model: Mapping[str, Tuple[int, ...]], ckpt: Mapping[str, Tuple[int, ...]],
+                 names: Iterable[str]) -> "collections.Counter[Tuple[str, str]]":
+    by_leaf: Dict[str, List[str]] = collections.defaultdict(list)
+    for key in ckpt:
+        by_leaf[key.rsplit("/", 1)[-1]].append(key)
+    votes: collections.Counter = collections.Counter()
+    for name in names:
+        for key in by_leaf.get(name.rsplit("/", 1)[-1], [])[:64]:
+            if tuple(ckpt[key]) != tuple(model[name]):
+                continue
+            a, b = name.split("/"), key.split("/")
+            common = 0
+            while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
+                common += 1
+            # Every scope depth that keeps the names' common tail votes: narrower entries
+            # are the fallback when the broadest one would pair mismatched shapes.
+            for kept in range(common, 0, -1):
+                model_scope = "/".join(a[:len(a) - kept])
+                ckpt_scope = "/".join(b[:len(b) - kept])
+                votes[(ckpt_scope + "/" if ckpt_scope else "/", model_scope + "/" if model_scope else "/")] += 1
+    return votes
+
+
+def suggest_map(model: Mapping[str, Tuple[int, ...]], ckpt: Mapping[str, Tuple[int, ...]],
+                max_entries: int = 16) -> SuggestedMap:
+    """Proposes a small assignment map from model names/shapes to checkpoint keys/shapes.
+
+    Greedy: the scope-to-scope entry that matches the most names (same trailing path and
+    shape) first, then the next among names no entry covers yet, then exact entries for what
+    is left when the match is unique. A scope entry is proposed only if none of the pairs it
+    makes has a shape mismatch; otherwise its compatible pairs become exact entries. Nothing
+    proposed ever pairs tensors of different shapes.
+    """
+    mapping: Dict[str, str] = {}
+    matched: Dict[str, str] = {}
+    covered: Set[str] = set()
+    for _ in range(max_entries):
+        uncovered = [n for n in model if n not in covered]
+        votes = _scope_votes(model, ckpt, uncovered)
+        # Most votes first; on a tie the broader entry (shorter scopes).
+        candidates = sorted(votes, key=lambda c: (-votes[c], len(c[0]) + len(c[1])))
+        fallback = None
+        for ckpt_scope, model_scope in candidates:
+            in_scope = [n for n in model if _in_scope(model_scope, n)]
+            if any(n in covered for n in in_scope):
+                continue  # a second entry for a covered variable would be a conflict
+            pairs = {n: _apply_scope(ckpt_scope, model_scope, n) for n in in_scope}
+            good = {n: k for n, k in pairs.items() if k in ckpt and tuple(ckpt[k]) == tuple(model[n])}
+            if not good:
+                continue
+            if all(k not in ckpt or tuple(ckpt[k]) == tuple(model[n]) for n, k in pairs.items()):
+                mapping[ckpt_scope] = model_scope
+                covered.update(in_scope)
+                matched.update(good)
+                break
+            fallback = fallback or good
+        else:
+            if fallback is None:
+                break
+            # Only scopes that would pair mismatched shapes: take their good pairs as exact names.
+            mapping.update({k: n for n, k in fallback.items()})
+            covered.update(fallback)
+            matched.update(fallback)
+    taken = set(matched.values())
+    for name in sorted(n for n in model if n not in covered):
+        leaf_path = name.split("/")
+        candidates = [k for k in ckpt if k not in taken and tuple(ckpt[k]) == tuple(model[name])
+                      and k.split("/")[-1] == leaf_path[-1]]
+        if len(candidates) == 1:
+            mapping[candidates[0]] = name
+            matched[name] = candidates[0]
+            taken.add(candidates[0])
+    return SuggestedMap(
+        assignment_map=mapping, matched=matched,
+        unmatched=sorted(n for n in model if n not in matched),
+        unused=sorted(k for k in ckpt if k not in set(matched.values())))

@@ -108,7 +108,7 @@ def _mapping_from_flags():
 
 def plan(checkpoint: str, model_spec: str) -> Tuple[str, bool]:
     """What the assignment map does: model name <- checkpoint key, missing, unused."""
-    from keras_legacy_ckpt.assignment_map import plan_assignment_map, suggest_scope_map
+    from keras_legacy_ckpt.assignment_map import plan_assignment_map, suggest_map
     from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
 
     ckpt = CheckpointFile(checkpoint)
@@ -128,9 +128,12 @@ def plan(checkpoint: str, model_spec: str) -> Tuple[str, bool]:
     if missing:
         problems += len(missing)
         out.append("missing (%d): %s" % (len(missing), ", ".join(missing)))
-        suggestion = suggest_scope_map(missing, ckpt.tensors)
-        if suggestion:
-            out.append("  suggestion: %s" % ",".join("%s=%s" % kv for kv in suggestion.items()))
+        shapes = {n: s for n, s in model.items() if s is not None}
+        if shapes:
+            suggestion = suggest_map(shapes, {k: info.shape for k, info in ckpt.tensors.items()})
+            if suggestion.assignment_map:
+                out.append("  suggestion: --map %s (leaves %d unmatched)" % (
+                    ",".join("%s=%s" % kv for kv in suggestion.assignment_map.items()), len(suggestion.unmatched)))
     used = {m.key for m in result.matches.values()}
     unused = [k for k in ckpt.tensors if k not in used]
     if unused:

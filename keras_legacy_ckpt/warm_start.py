@@ -10,7 +10,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute
-from keras_legacy_ckpt.assignment_map import Match, NameMapping, plan_assignment_map, suggest_scope_map
+from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, plan_assignment_map,
+                                              suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
@@ -201,6 +202,23 @@ class _Options:
     ema_fallback: bool
 
 
+def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
+                           sample_input: Any = None) -> SuggestedMap:
+    """Proposes the assignment map that loads `checkpoint` into `target`, and what it leaves out.
+
+    ```python
+    suggestion = klc.suggest_assignment_map(model, "/old/model.ckpt-1000")
+    suggestion.assignment_map   # e.g. {"/": "backbone/"}
+    suggestion.unmatched        # model variables that would get nothing
+    ```
+    """
+    ckpt = CheckpointFile(checkpoint)
+    with distribute.scope_of(target):
+        warm_up_target(target, sample_input)
+    model = {name: _compat.variable_shape(v) for name, v in legacy_variables_of(target).items()}
+    return suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()})
+
+
 def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, options: _Options):
     """Everything that can fail before the first assignment (reads no tensor data)."""
     ignore_patterns = _compile_ignore(options.ignore)
@@ -267,8 +285,10 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
                      % (name, key, (" (closest: %s)" % ", ".join(close)) if close else ""))
     if len(missing) > _LIST_LIMIT:
         lines.append("  ... and %d more" % (len(missing) - _LIST_LIMIT))
-    suggestion = suggest_scope_map(missing, ckpt.tensors)
-    hint = ("an assignment map such as %r may match them; " % suggestion) if suggestion else ""
+    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
+    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
+    hint = ("the assignment map %r would match %s; " % (suggestion, "them" if len(suggestion) < 4 else "more")
+            if suggestion else "")
     return ("%d model variable(s) would get no value from checkpoint %s:\n%s\nNothing was assigned. Fix: "
             "%spass ignore=[...] for variables that should keep their initial values, or "
             "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
