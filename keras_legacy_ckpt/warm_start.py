@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute
+from keras_legacy_ckpt import optimizer_state as optimizer_slots
 from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, plan_assignment_map,
                                               suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
@@ -42,6 +43,7 @@ class WarmStartReport:
         casts: model name -> "float16 -> float32", for tensors cast by
             `on_dtype_mismatch="cast"`.
         bytes_loaded: bytes of tensor data assigned.
+        optimizer_state: what was migrated into the optimizer (`optimizer_state=...`), or None.
     """
 
     checkpoint: str
@@ -52,6 +54,7 @@ class WarmStartReport:
     skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
     casts: Dict[str, str] = dataclasses.field(default_factory=dict)
     bytes_loaded: int = 0
+    optimizer_state: Optional[str] = None
     assignment_map: Any = None
 
     def summary(self) -> str:
@@ -71,6 +74,8 @@ class WarmStartReport:
         if self.casts:
             lines.append("  cast:    %d tensors: %s" % (len(self.casts), _short_list(
                 ["%s (%s)" % kv for kv in sorted(self.casts.items())])))
+        if self.optimizer_state:
+            lines.append("  optimizer: %s" % self.optimizer_state)
         ema = sorted({k for k in self.loaded.values() if k.endswith(_EMA_SUFFIX)})
         if ema:
             lines.append("  ema:     %d variables took their ExponentialMovingAverage" % len(ema))
@@ -111,7 +116,7 @@ def _compile_ignore(ignore: Iterable[str]) -> List[re.Pattern]:
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
                sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
                on_shape_mismatch: str = "error", on_dtype_mismatch: str = "error",
-               use_ema: bool = False, ema_fallback: bool = False,
+               use_ema: bool = False, ema_fallback: bool = False, optimizer_state: Any = False,
                batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
@@ -144,6 +149,9 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             `tf.compat.v1.train.ExponentialMovingAverage` shadow variables).
         ema_fallback: with use_ema, load raw values for trainable variables without an EMA
             copy instead of raising MissingVariablesError.
+        optimizer_state: True to also migrate the TF1 optimizer's slots (Adam, Momentum) and
+            step into `target.optimizer`, or the Keras optimizer to migrate them into; see
+            `keras_legacy_ckpt.optimizer_state`.
         batch_bytes: read at most this many bytes of tensors at a time.
 
     Returns:
@@ -152,7 +160,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     if on_shape_mismatch not in _SHAPE_POLICIES or on_dtype_mismatch not in _DTYPE_POLICIES:
         raise ValueError("on_shape_mismatch must be one of %s and on_dtype_mismatch one of %s."
                          % (_SHAPE_POLICIES, _DTYPE_POLICIES))
-    options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback)
+    options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
+                       optimizer_state)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     if multi_worker:
@@ -177,8 +186,10 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                 "nothing was assigned on this worker." % failures)
     if error is not None:
         raise error
-    matches, missing, requests, ignored, skipped, casts = plan
-    _read_and_assign(ckpt, requests, batch_bytes)
+    matches, missing, requests, ignored, skipped, casts, slots = plan
+    _read_and_assign(ckpt, requests + (slots.slots if slots else []), batch_bytes)
+    if slots:
+        slots.optimizer.iterations.assign(slots.iterations)
     used = {m.key for m in matches}
     return WarmStartReport(
         checkpoint=ckpt.prefix,
@@ -188,7 +199,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         ignored=ignored,
         skipped=skipped,
         casts=casts,
-        bytes_loaded=sum(r.nbytes for _, r in requests),
+        bytes_loaded=sum(r.nbytes for _, r, _ in requests),
+        optimizer_state=slots.summary() if slots else None,
         assignment_map=assignment_map)
 
 
@@ -200,6 +212,7 @@ class _Options:
     on_dtype_mismatch: str
     use_ema: bool
     ema_fallback: bool
+    optimizer_state: Any
 
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
@@ -243,7 +256,15 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
                                                  options.on_dtype_mismatch)
     matches = [m for m in matches if m.parts[0] not in skipped]
-    return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts
+    slots = None
+    if options.optimizer_state is not False and options.optimizer_state is not None:
+        optimizer = getattr(target, "optimizer", None) if options.optimizer_state is True else options.optimizer_state
+        if optimizer is None:
+            raise LegacyCheckpointError("optimizer_state=True, but %s has no optimizer: compile the model first, or "
+                                        "pass the optimizer itself." % type(target).__name__)
+        slots = optimizer_slots.plan_optimizer_state(optimizer, requests, names_by_variable,
+                                                     list(target.trainable_variables), ckpt)
+    return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots
 
 
 def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
@@ -297,7 +318,7 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
 def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
                       on_shape_mismatch: str, on_dtype_mismatch: str):
     """ReadRequests for every match, after every shape and dtype check; applies the policies."""
-    requests: List[Tuple[Any, ReadRequest]] = []
+    requests: List[Tuple[Any, ReadRequest, Optional[float]]] = []
     shape_errors, dtype_errors = [], []
     skipped: Dict[str, str] = {}
     casts: Dict[str, str] = {}
@@ -325,7 +346,7 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
                 dtype_errors.append("  " + problem)
         itemsize = info.dtype.size if info.dtype != tf.string else 1
         for v, (spec, count) in zip(parts, slices):
-            requests.append((v, ReadRequest(match.key, spec, count * itemsize)))
+            requests.append((v, ReadRequest(match.key, spec, count * itemsize), None))
     if shape_errors:
         raise ShapeMismatchError(
             "%d variable(s) do not have the shape of the checkpoint tensor mapped to them (model <- "
@@ -369,12 +390,13 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
     return slices
 
 
-def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest]], batch_bytes: int) -> None:
+def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[float]]],
+                     batch_bytes: int) -> None:
     # Every byte that will be assigned passes its crc32c check before the first assignment,
     # so that damaged data fails while no variable has changed.
-    ckpt.index.verify({r.key for _, r in requests})
+    ckpt.index.verify({r.key for _, r, _ in requests})
     position = 0
-    for batch in batches([r for _, r in requests], batch_bytes):
+    for batch in batches([r for _, r, _ in requests], batch_bytes):
         try:
             values = ckpt.read(batch)
         except CorruptCheckpointError as e:
@@ -383,8 +405,8 @@ def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest
                     "%s Checkpoint %s changed while it was being read: %d variable(s) were already "
                     "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
             raise
-        for (variable, _), value in zip(requests[position:position + len(batch)], values):
+        for (variable, _, scale), value in zip(requests[position:position + len(batch)], values):
             if value.dtype != _compat.variable_dtype(variable):
                 value = tf.cast(value, _compat.variable_dtype(variable))
-            variable.assign(value)
+            variable.assign(optimizer_slots.scaled(value, scale))
         position += len(batch)
