@@ -31,7 +31,7 @@ class OptimizerStatePlan:
     """Slot variables to fill (slot variable, checkpoint key, scale) and the step to set."""
 
     kind: str
-    slots: List[Tuple[Any, Any, Optional[float]]]
+    slots: List[Tuple[Any, Any, Any]]
     iterations: int
     optimizer: Any
 
@@ -107,11 +107,11 @@ def _adam_iterations(optimizer: Any, ckpt: Any) -> int:
     return steps
 
 
-def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, Optional[float]]],
+def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, Any]],
                          names: Dict[int, str], trainable: List[Any], ckpt: Any) -> OptimizerStatePlan:
     """Works out every slot assignment; raises before anything is assigned if one is missing.
 
-    `weight_requests` are the (variable, ReadRequest, scale) of the weights being loaded; each
+    `weight_requests` are the (variable, ReadRequest, transform) of the weights being loaded; each
     trainable one gets its slots from "<its checkpoint key>/<slot>", sliced the same way.
     """
     from keras_legacy_ckpt.checkpoint_reader import ReadRequest
@@ -137,7 +137,7 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, O
                 missing.append("  %s <- %r" % (names.get(id(variable), variable.name), slot_key))
                 continue
             slots.append((_slot_variable(optimizer, attribute, variable),
-                          ReadRequest(slot_key, request.slice_spec, request.nbytes), scale))
+                          ReadRequest(slot_key, request.slice_spec, request.nbytes), _scaler(scale)))
     if missing:
         raise MissingVariablesError(
             "optimizer_state: %d optimizer slot(s) are not in checkpoint %s:\n%s\nNothing was assigned. Was the TF1 "
@@ -152,5 +152,7 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, O
     return OptimizerStatePlan(kind, slots, iterations, optimizer)
 
 
-def scaled(value: tf.Tensor, scale: Optional[float]) -> tf.Tensor:
-    return value if scale is None else value * tf.cast(scale, value.dtype)
+def _scaler(scale: Optional[float]):
+    if scale is None:
+        return None
+    return lambda value: value * tf.cast(scale, value.dtype)

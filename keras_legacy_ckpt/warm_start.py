@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -23,6 +23,7 @@ _OPTIMIZER_STATE = re.compile(
     r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
     r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
 _LIST_LIMIT = 20
+Transform = Callable[[tf.Tensor], tf.Tensor]
 _EMA_SUFFIX = "/ExponentialMovingAverage"
 _SHAPE_POLICIES = ("error", "skip")
 _DTYPE_POLICIES = ("error", "cast")
@@ -117,6 +118,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
                on_shape_mismatch: str = "error", on_dtype_mismatch: str = "error",
                use_ema: bool = False, ema_fallback: bool = False, optimizer_state: Any = False,
+               mod_partitioned: Iterable[str] = (),
                batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
@@ -149,6 +151,9 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             `tf.compat.v1.train.ExponentialMovingAverage` shadow variables).
         ema_fallback: with use_ema, load raw values for trainable variables without an EMA
             copy instead of raising MissingVariablesError.
+        mod_partitioned: regexes (`re.search`) of checkpoint keys of TF1 partitioned embeddings
+            that were looked up with `embedding_lookup(partition_strategy="mod")` (TF1's
+            default): their rows are reordered into id order for an unpartitioned variable.
         optimizer_state: True to also migrate the TF1 optimizer's slots (Adam, Momentum) and
             step into `target.optimizer`, or the Keras optimizer to migrate them into; see
             `keras_legacy_ckpt.optimizer_state`.
@@ -161,7 +166,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         raise ValueError("on_shape_mismatch must be one of %s and on_dtype_mismatch one of %s."
                          % (_SHAPE_POLICIES, _DTYPE_POLICIES))
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
-                       optimizer_state)
+                       optimizer_state, mod_partitioned)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     if multi_worker:
@@ -213,6 +218,7 @@ class _Options:
     use_ema: bool
     ema_fallback: bool
     optimizer_state: Any
+    mod_partitioned: Iterable[str]
 
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
@@ -255,6 +261,7 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
         matches = _moving_averages(matches, variables, ckpt, options.ema_fallback)
     requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
                                                  options.on_dtype_mismatch)
+    requests = _mod_partition_order(requests, ckpt, _compile_ignore(options.mod_partitioned))
     matches = [m for m in matches if m.parts[0] not in skipped]
     slots = None
     if options.optimizer_state is not False and options.optimizer_state is not None:
@@ -265,6 +272,37 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
         slots = optimizer_slots.plan_optimizer_state(optimizer, requests, names_by_variable,
                                                      list(target.trainable_variables), ckpt)
     return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots
+
+
+def _mod_partition_order(requests, ckpt: CheckpointFile, patterns: List[re.Pattern]):
+    """Reorders the rows of "mod"-partitioned embeddings loaded into one unpartitioned variable.
+
+    With partition_strategy="mod", id i lives in partition i % n at row i // n, while the
+    checkpoint stores the partitions one after another: same key, different row layout.
+    """
+    if not patterns:
+        return requests
+    result = []
+    for variable, request, transform in requests:
+        if not any(p.search(request.key) for p in patterns):
+            result.append((variable, request, transform))
+            continue
+        entry = ckpt.index.entries.get(request.key.encode("utf-8"))
+        if request.slice_spec or entry is None or not entry.slices:
+            raise AssignmentMapError(
+                "mod_partitioned names %r, but it is %s. The option is for TF1 partitioned embeddings loaded into "
+                "one unpartitioned variable." % (request.key, "loaded in parts" if request.slice_spec else
+                                                 "not partitioned in the checkpoint"))
+        starts = sorted(s.extent[0].start for s in entry.slices)
+        rows = ckpt.tensors[request.key].shape[0]
+        count = len(starts)
+        sizes = [b - a for a, b in zip(starts, starts[1:] + [rows])]
+        if sizes != [len(range(p, rows, count)) for p in range(count)]:
+            raise AssignmentMapError("Checkpoint tensor %r has partitions of %s rows, which is not the layout of a "
+                                     "'mod' partitioning of %d rows." % (request.key, sizes, rows))
+        order = tf.constant([starts[i % count] + i // count for i in range(rows)], tf.int64)
+        result.append((variable, request, lambda value, order=order: tf.gather(value, order)))
+    return result
 
 
 def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
@@ -318,7 +356,7 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
 def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
                       on_shape_mismatch: str, on_dtype_mismatch: str):
     """ReadRequests for every match, after every shape and dtype check; applies the policies."""
-    requests: List[Tuple[Any, ReadRequest, Optional[float]]] = []
+    requests: List[Tuple[Any, ReadRequest, Optional[Transform]]] = []
     shape_errors, dtype_errors = [], []
     skipped: Dict[str, str] = {}
     casts: Dict[str, str] = {}
@@ -390,7 +428,7 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
     return slices
 
 
-def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[float]]],
+def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[Transform]]],
                      batch_bytes: int) -> None:
     # Every byte that will be assigned passes its crc32c check before the first assignment,
     # so that damaged data fails while no variable has changed.
@@ -405,8 +443,8 @@ def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest
                     "%s Checkpoint %s changed while it was being read: %d variable(s) were already "
                     "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
             raise
-        for (variable, _, scale), value in zip(requests[position:position + len(batch)], values):
+        for (variable, _, transform), value in zip(requests[position:position + len(batch)], values):
             if value.dtype != _compat.variable_dtype(variable):
                 value = tf.cast(value, _compat.variable_dtype(variable))
-            variable.assign(optimizer_slots.scaled(value, scale))
+            variable.assign(value if transform is None else transform(value))
         position += len(batch)

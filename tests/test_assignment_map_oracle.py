@@ -122,9 +122,10 @@ def partitioned(x, training=False):
 class PartsModule(tf.Module):
     """A TF2 module holding TF1-style partition variables "backbone/emb_net/emb/part_N"."""
 
-    def __init__(self, shapes):
+    def __init__(self, shapes, base="backbone/emb_net/emb"):
         super().__init__()
-        self.parts = [tf.Variable(tf.zeros(s), name="backbone/emb_net/emb/part_%d" % i)
+        self.base = base
+        self.parts = [tf.Variable(tf.zeros(s), name=(self.base + "/part_%d") % i)
                       for i, s in enumerate(shapes)]
 
 
@@ -159,3 +160,29 @@ def test_parts_that_do_not_tile_the_tensor_are_a_shape_mismatch(partitioned_ckpt
     with pytest.raises(klc.ShapeMismatchError, match="emb_net/emb"):
         klc.warm_start(module, prefix, {"/": "backbone/"})
     assert not np.any(module.parts[0].numpy())
+
+
+def mod_embedding(ids, training=False):
+    with v1.variable_scope("emb_net"):
+        table = v1.get_variable("table", [10, 4], partitioner=v1.fixed_size_partitioner(3))
+        return v1.nn.embedding_lookup(table, ids, partition_strategy="mod")
+
+
+def test_mod_partitioned_embedding_rows_are_reordered_for_an_unpartitioned_table(ckpt_dir):
+    ids = np.arange(10)
+    with tf.Graph().as_default():
+        lookup = mod_embedding(tf.constant(ids))
+        saver = v1.train.Saver()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            expected = sess.run(lookup)  # what TF1 returned for ids 0..9
+            prefix = saver.save(sess, ckpt_dir + "/model.ckpt")
+    module = tf.Module()
+    module.table = tf.Variable(tf.zeros([10, 4]), name="emb_net/table")
+    klc.warm_start(module, prefix)
+    assert not np.array_equal(tf.gather(module.table, ids).numpy(), expected)  # same key, other row layout
+    klc.warm_start(module, prefix, mod_partitioned=[r"^emb_net/table$"])
+    np.testing.assert_array_equal(tf.gather(module.table, ids).numpy(), expected)
+    parts = PartsModule([(4, 4), (3, 4), (3, 4)], base="backbone/emb_net/table")
+    with pytest.raises(klc.AssignmentMapError, match="loaded in parts"):
+        klc.warm_start(parts, prefix, {"emb_net/": "backbone/emb_net/"}, mod_partitioned=["table"])
