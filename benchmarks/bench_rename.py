@@ -30,6 +30,12 @@ PRELUDE = textwrap.dedent("""
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     args = json.loads(sys.argv[1])
+    def module_like(prefix):
+        # A tf.Module with a zero variable named like each checkpoint tensor.
+        dtypes = tf.train.load_checkpoint(prefix).get_variable_to_dtype_map()
+        module = tf.Module()
+        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(prefix)]
+        return module
     def report(seconds, **extra):
         print(json.dumps(dict(seconds=seconds, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                               **extra)))
@@ -66,18 +72,14 @@ CONTENDERS = {
         report(time.perf_counter() - start)
     """,
     "tf.train.Checkpoint restore": """
-        dtypes = tf.train.load_checkpoint(args["src"]).get_variable_to_dtype_map()
-        module = tf.Module()
-        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(args["src"])]
+        module = module_like(args["src"])
         start = time.perf_counter()
         tf.train.Checkpoint(module=module).restore(args["src"]).assert_existing_objects_matched()
         report(time.perf_counter() - start)
     """,
     "ours, warm_start": """
         import keras_legacy_ckpt as klc
-        dtypes = tf.train.load_checkpoint(args["src"]).get_variable_to_dtype_map()
-        module = tf.Module()
-        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(args["src"])]
+        module = module_like(args["src"])
         start = time.perf_counter()
         klc.warm_start(module, args["src"])
         report(time.perf_counter() - start)

@@ -214,6 +214,20 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return (" Did you mean %s?" % " or ".join(repr(c) for c in close)) if close else ""
 
 
+def compile_patterns(patterns: Union[str, Iterable[str]], what: str) -> List[re.Pattern]:
+    """Compiles user regexes; a bad one is an AssignmentMapError naming it."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as e:
+            raise AssignmentMapError("%s pattern %r is not a valid regular expression: %s."
+                                     % (what, pattern, e)) from None
+    return compiled
+
+
 def _compile_rules(rules: Sequence[Any]) -> List[Tuple[re.Pattern, Optional[str]]]:
     compiled = []
     for rule in rules:

@@ -32,7 +32,7 @@ from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
 from tensorflow.python.checkpoint import checkpoint_management
 
-from keras_legacy_ckpt.assignment_map import NameMapping, forward_mapper
+from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
 from keras_legacy_ckpt.bundle_index import (BundleIndex, data_file_path, encode_index, masked_crc32c,
                                             read_bundle_index, rename_slice_key, slice_key_name)
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
@@ -58,24 +58,12 @@ class RenamePlan:
         return not (self.dropped or self.transposes or self.reshapes)
 
 
-def _compile_patterns(patterns: Iterable[str], what: str) -> List[re.Pattern]:
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as e:
-            raise AssignmentMapError("%s pattern %r is not a valid regular expression: %s." % (what, pattern, e)) from None
-    return compiled
-
-
 def _per_tensor_rules(rules: Optional[Mapping[str, Sequence[int]]], names: Iterable[str],
                       what: str) -> Dict[str, Tuple[int, ...]]:
     """{regex on the new name: value} -> {new name: value} for the names a regex matches."""
     found: Dict[str, Tuple[int, ...]] = {}
     for pattern, value in (rules or {}).items():
-        regex = _compile_patterns([pattern], what)[0]
+        regex = compile_patterns([pattern], what)[0]
         for name in names:
             if regex.search(name):
                 found[name] = tuple(int(v) for v in value)
@@ -92,7 +80,7 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
     """Works out a rename without writing anything; raises for bad mappings and transforms."""
     index = read_bundle_index(resolve_checkpoint(src))
     rename = forward_mapper(mapping)
-    excluded = _compile_patterns(exclude, "exclude")
+    excluded = compile_patterns(exclude, "exclude")
     renames: Dict[str, str] = {}
     dropped: List[str] = []
     sources_of: Dict[str, str] = {}

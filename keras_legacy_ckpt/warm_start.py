@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
-from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, plan_assignment_map,
-                                              suggest_map)
+from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, compile_patterns,
+                                              plan_assignment_map, suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
@@ -100,18 +100,6 @@ def _human_bytes(n: int) -> str:
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
         n /= 1024.0
     return ""
-
-
-def _compile_ignore(ignore: Iterable[str]) -> List[re.Pattern]:
-    if isinstance(ignore, str):
-        ignore = [ignore]
-    compiled = []
-    for pattern in ignore:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as e:
-            raise AssignmentMapError("ignore pattern %r is not a valid regular expression: %s." % (pattern, e)) from None
-    return compiled
 
 
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
@@ -240,7 +228,7 @@ def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
 
 def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, options: _Options):
     """Everything that can fail before the first assignment (reads no tensor data)."""
-    ignore_patterns = _compile_ignore(options.ignore)
+    ignore_patterns = compile_patterns(options.ignore, "ignore")
     variables = legacy_variables_of(target)
     if not variables:
         raise MissingVariablesError(
@@ -261,7 +249,7 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
         matches = _moving_averages(matches, variables, ckpt, options.ema_fallback)
     requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
                                                  options.on_dtype_mismatch)
-    requests = _mod_partition_order(requests, ckpt, _compile_ignore(options.mod_partitioned))
+    requests = _mod_partition_order(requests, ckpt, compile_patterns(options.mod_partitioned, "mod_partitioned"))
     matches = [m for m in matches if m.parts[0] not in skipped]
     slots = None
     if options.optimizer_state is not False and options.optimizer_state is not None:

@@ -18,3 +18,11 @@ def ckpt_dir(tmp_path):
     path = tmp_path / "tf1"
     path.mkdir()
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def mlp_ckpt(tmp_path_factory):
+    """A real TF1 checkpoint of tf1_programs.mlp (Adam, global step): (prefix, values)."""
+    from tests import tf1_programs
+
+    return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("mlp")), tf1_programs.mlp, 5)

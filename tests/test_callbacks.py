@@ -16,11 +16,6 @@ X = RNG.normal(size=(32, 5)).astype(np.float32)
 Y = RNG.integers(0, 3, size=32)
 
 
-@pytest.fixture(scope="module")
-def mlp_ckpt(tmp_path_factory):
-    return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("mlp")), mlp, 5)
-
-
 def _compiled(model):
     model.compile(optimizer=tf_keras.optimizers.SGD(0.1),
                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))

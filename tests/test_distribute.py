@@ -26,11 +26,6 @@ X = RNG.normal(size=(16, 5)).astype(np.float32)
 Y = RNG.integers(0, 3, size=16)
 
 
-@pytest.fixture(scope="module")
-def mlp_ckpt(tmp_path_factory):
-    return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("dist")), mlp, 5)
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

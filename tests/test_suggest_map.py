@@ -10,11 +10,6 @@ from tests import tf1_programs, tf2_models
 from tests.tf1_programs import mlp, scoped_variables, v1
 
 
-@pytest.fixture(scope="module")
-def mlp_ckpt(tmp_path_factory):
-    return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("suggest")), mlp, 5)
-
-
 def test_extra_outer_scope_gives_the_root_map_and_it_loads(mlp_ckpt):
     prefix, _ = mlp_ckpt
     model = tf2_models.ShimModel(mlp, 5, outer_scope="backbone")

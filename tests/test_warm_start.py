@@ -14,11 +14,6 @@ from tests.tf1_programs import mlp, scoped_variables, v1
 
 
 @pytest.fixture(scope="module")
-def mlp_ckpt(tmp_path_factory):
-    return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("mlp")), mlp, 5)
-
-
-@pytest.fixture(scope="module")
 def scoped_ckpt(tmp_path_factory):
     return tf1_programs.save_tf1_checkpoint(str(tmp_path_factory.mktemp("scoped")), scoped_variables, 4)
 
