@@ -7,7 +7,6 @@ and fuzz/run_crash_trials.py (N >= 50).
 """
 
 import os
-import random
 import signal
 import subprocess
 import sys

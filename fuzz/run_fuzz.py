@@ -9,10 +9,8 @@ chunk's seed, to replay it) instead of ending the run. Prints how each mutant en
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

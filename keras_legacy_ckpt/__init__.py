@@ -32,5 +32,6 @@ __all__ = [
     "AssignmentMapError", "CheckpointNotFoundError", "CorruptCheckpointError", "DTypeMismatchError",
     "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
-    "rename_checkpoint", "restore_object_checkpoint", "track_tf1_style_variables", "v1_layers", "warm_start",
+    "bundle_index", "rename_checkpoint", "restore_object_checkpoint", "suggest_assignment_map",
+    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start",
 ]

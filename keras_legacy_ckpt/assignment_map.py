@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import re
 from typing import (Any, Callable, Collection, Dict, Iterable, List, Mapping, Optional, Sequence,
                     Set, Tuple, Union)
@@ -208,8 +209,6 @@ def _scopes_of(names: Iterable[str]) -> Set[str]:
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.5)
     return (" Did you mean %s?" % " or ".join(repr(c) for c in close)) if close else ""
 

@@ -18,7 +18,6 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from keras_legacy_ckpt.errors import LegacyCheckpointError, MissingVariablesError

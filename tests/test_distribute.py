@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras
 
 import keras_legacy_ckpt as klc
-from tests import tf1_programs, tf2_models
+from tests import tf2_models
 from tests.tf1_programs import mlp, v1
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ import keras_legacy_ckpt as klc
 from keras_legacy_ckpt import bundle_index
 from keras_legacy_ckpt.rename import rename_checkpoint
 from tests import tf1_programs
-from tests.tf1_programs import mlp, v1
+from tests.tf1_programs import v1
 
 
 def with_partitioned_embedding(x, training=False):

@@ -1,6 +1,5 @@
 """suggest_assignment_map: the smallest map, never pairing tensors of different shapes."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
