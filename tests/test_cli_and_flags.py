@@ -59,6 +59,19 @@ def test_rename_dry_run_then_real(capsys, tmp_path, ckpt):
     np.testing.assert_array_equal(values["backbone/net/hidden/kernel"], ckpt[1]["net/hidden/kernel"])
 
 
+def test_verify_command(capsys, tmp_path, ckpt):
+    code, out, _ = run_cli(capsys, "verify", ckpt[0])
+    assert code == 0 and out.startswith("OK: 23 tensors")
+    damaged = tmp_path / "model.ckpt"
+    for suffix in (".index", ".data-00000-of-00001"):
+        (tmp_path / ("model.ckpt" + suffix)).write_bytes(open(ckpt[0] + suffix, "rb").read())
+    with open(str(damaged) + ".data-00000-of-00001", "r+b") as f:
+        f.seek(40)
+        f.write(b"\x7f")
+    code, _, err = run_cli(capsys, "verify", str(damaged))
+    assert code == 1 and "crc32c" in err and str(damaged) in err
+
+
 def test_cli_errors_are_one_line_and_nonzero(capsys, tmp_path, ckpt):
     code, out, err = run_cli(capsys, "rename", ckpt[0], str(tmp_path / "m"), "--map", "a=b=c")
     assert code == 1 and err.count("\n") == 1 and err.startswith("error: Map entry 'a=b=c'")

@@ -98,6 +98,14 @@ PS_PROGRAM = textwrap.dedent('''
         assert len(shards) == 3
         np.testing.assert_array_equal(np.concatenate(shards), values[name])
 
+    with strategy.scope():  # a tf.Module's tf.Variable becomes a ShardedVariable
+        module = tf.Module()
+        module.kernel = tf.Variable(tf.zeros([6, 4]), name="hidden/kernel")
+    assert type(module.kernel).__name__ == "ShardedVariable"
+    klc.warm_start(module, prefix, {"hidden/kernel": "hidden/kernel"})
+    np.testing.assert_array_equal(np.concatenate([v.numpy() for v in module.kernel.variables]),
+                                  values["hidden/kernel"])
+
     save = klc.SaveObjectCheckpoint(os.path.join(workdir, "tf2"), save_on="train_end")
     save.set_model(model)
     save.on_train_end()

@@ -123,6 +123,14 @@ def test_transpose_and_reshape(tmp_path, ckpt):
     assert out.keys() == values.keys()
 
 
+def test_streaming_reports_progress_up_to_the_total(tmp_path, ckpt):
+    prefix, _ = ckpt
+    calls = []
+    rename_checkpoint(prefix, str(tmp_path / "p"), None, exclude=["Adam"], progress=lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
 def test_dry_run_writes_nothing(tmp_path, ckpt):
     prefix, _ = ckpt
     renames = rename_checkpoint(prefix, str(tmp_path / "dry" / "m"), {"/": "x/"}, dry_run=True)
