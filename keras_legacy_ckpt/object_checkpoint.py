@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, List
 
 import tensorflow as tf
 
@@ -18,6 +18,25 @@ def object_checkpoint(model: Any, include_optimizer: bool = True) -> tf.train.Ch
     if optimizer is not None:
         return tf.train.Checkpoint(model=model, optimizer=optimizer)
     return tf.train.Checkpoint(model=model)
+
+
+def _optimizer_variables(optimizer: Any) -> List[Any]:
+    variables = optimizer.variables
+    return list(variables() if callable(variables) else variables)
+
+
+def _without_optimizer(model: Any) -> Any:
+    """The model's checkpoint dependencies minus its compiled optimizer (Keras models track it),
+    so restoring weights into a model whose optimizer already has slots checks the weights only."""
+    optimizer = getattr(model, "optimizer", None)
+    children = getattr(model, "_trackable_children", None)
+    if optimizer is None or children is None:
+        return model
+    view = tf.__internal__.tracking.AutoTrackable()
+    for name, child in children().items():
+        if child is not optimizer:
+            setattr(view, name, child)
+    return view
 
 
 def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]", *,
@@ -45,9 +64,14 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
     """
     prefix = resolve_checkpoint(path_or_dir)
     warm_up_target(target, sample_input)
-    variables = variables_of(target)
+    optimizer = getattr(target, "optimizer", None) if include_optimizer else None
+    variables = variables_of(target) + (_optimizer_variables(optimizer) if optimizer is not None else [])
     saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in variables]
-    status = object_checkpoint(target, include_optimizer).read(prefix)
+    if include_optimizer:
+        checkpoint = object_checkpoint(target, include_optimizer=True)
+    else:
+        checkpoint = tf.train.Checkpoint(model=_without_optimizer(target))
+    status = checkpoint.read(prefix)
     try:
         status.assert_existing_objects_matched()
     except AssertionError as e:

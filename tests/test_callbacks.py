@@ -137,3 +137,22 @@ def test_keras3_model_warm_starts_by_variable_path(tmp_path, ckpt_dir):
     report = klc.warm_start(fresh, prefix, {"net/": "net/"})
     assert report.loaded == warm.report.loaded
     np.testing.assert_array_equal(fresh.get_layer("logits").kernel.numpy(), values["net/logits/kernel"])
+
+
+def test_restore_weights_into_a_trained_model_and_the_optimizer_into_a_fresh_one(tmp_path, mlp_ckpt):
+    prefix, values = mlp_ckpt
+    model = tf2_models.ShimModel(mlp, 5)
+    model.compile(optimizer=tf_keras.optimizers.Adam(0.01),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    begin = klc.SaveObjectCheckpoint(str(tmp_path / "begin"), save_on="train_begin")
+    end = klc.SaveObjectCheckpoint(str(tmp_path / "end"), save_on="train_end")
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0,
+              callbacks=[klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0), begin, end])
+    # The trained model's Adam has slots the train_begin checkpoint lacks: the weights still restore.
+    klc.restore_object_checkpoint(model, begin.latest_path)
+    for name, variable in model.legacy_variables().items():
+        np.testing.assert_array_equal(variable.numpy(), values[name[len("backbone/"):]], err_msg=name)
+    fresh = tf2_models.ShimModel(mlp, 5)
+    fresh.compile(optimizer=tf_keras.optimizers.Adam(0.01), loss="mse")
+    klc.restore_object_checkpoint(fresh, end.latest_path, include_optimizer=True)
+    assert int(fresh.optimizer.iterations.numpy()) == 4
