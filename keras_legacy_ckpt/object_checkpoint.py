@@ -13,8 +13,10 @@ from keras_legacy_ckpt.mixin import variables_of, warm_up_target
 
 
 def object_checkpoint(model: Any, include_optimizer: bool = True) -> tf.train.Checkpoint:
-    """`tf.train.Checkpoint(model=model[, optimizer=model.optimizer])`."""
-    optimizer = getattr(model, "optimizer", None) if include_optimizer else None
+    """`tf.train.Checkpoint(model=model, optimizer=model.optimizer)`, or of the model's weights only."""
+    if not include_optimizer:
+        return tf.train.Checkpoint(model=_without_optimizer(model))
+    optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
         return tf.train.Checkpoint(model=model, optimizer=optimizer)
     return tf.train.Checkpoint(model=model)
@@ -67,11 +69,7 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
     optimizer = getattr(target, "optimizer", None) if include_optimizer else None
     variables = variables_of(target) + (_optimizer_variables(optimizer) if optimizer is not None else [])
     saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in variables]
-    if include_optimizer:
-        checkpoint = object_checkpoint(target, include_optimizer=True)
-    else:
-        checkpoint = tf.train.Checkpoint(model=_without_optimizer(target))
-    status = checkpoint.read(prefix)
+    status = object_checkpoint(target, include_optimizer).read(prefix)
     try:
         status.assert_existing_objects_matched()
     except AssertionError as e:

@@ -61,6 +61,12 @@ def test_train_end_saves_optimizer_state(tmp_path, mlp_ckpt):
               callbacks=[klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0), save])
     keys = [name for name, _ in tf.train.list_variables(save.latest_path)]
     assert any(k.startswith("optimizer/") for k in keys)
+    weights_only = klc.SaveObjectCheckpoint(str(tmp_path / "weights"), save_on="train_end", include_optimizer=False)
+    weights_only.set_model(model)
+    weights_only.on_train_end()
+    keys = [name for name, _ in tf.train.list_variables(weights_only.latest_path)]
+    assert not any("optimizer" in k for k in keys) and any("kernel" in k for k in keys)
+    klc.restore_object_checkpoint(tf2_models.ShimModel(mlp, 5), weights_only.latest_path)
     assert tf.train.load_checkpoint(save.latest_path).get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
 
