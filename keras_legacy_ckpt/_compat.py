@@ -70,6 +70,12 @@ def accepts_training(fn: Any) -> bool:
         return False
 
 
+def uses_shim(target: Any) -> bool:
+    """Whether `target`'s call is decorated with track_tf1_style_variables."""
+    decorator = getattr(call_function(target), "_tf_decorator", None)
+    return getattr(decorator, "decorator_name", None) == "track_tf1_style_variables"
+
+
 def call_function(target: Any) -> Any:
     """The function whose signature decides whether `target(...)` takes `training`."""
     if is_tf_keras_layer(target) or is_keras3_layer(target):

@@ -94,13 +94,18 @@ class _Planner:
         self.proposed[model_name].setdefault(key, because)
 
     def finish(self) -> MapPlan:
-        matches, not_found = {}, {}
-        for model_name, keys in sorted(self.proposed.items()):
+        by_part: Dict[str, Dict[str, str]] = collections.defaultdict(dict)
+        for model_name, keys in self.proposed.items():
+            for part in self.parts[model_name]:
+                by_part[part].update(keys)
+        for part, keys in sorted(by_part.items()):
             if len(keys) > 1:
                 raise AssignmentMapError(
                     "The assignment map sends %d checkpoint tensors to model variable %r: %s. Each "
                     "variable can take one tensor; remove all but one of these entries."
-                    % (len(keys), model_name, "; ".join("%r (from %s)" % kv for kv in sorted(keys.items()))))
+                    % (len(keys), part, "; ".join("%r (from %s)" % kv for kv in sorted(keys.items()))))
+        matches, not_found = {}, {}
+        for model_name, keys in sorted(self.proposed.items()):
             (key,) = keys
             if key in self.keys:
                 matches[model_name] = Match(model_name, self.parts[model_name], key)

@@ -23,7 +23,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.python.framework import dtypes as tf_dtypes
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
-from keras_legacy_ckpt.errors import CorruptCheckpointError
+from keras_legacy_ckpt.errors import CorruptCheckpointError, LegacyCheckpointError
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48
@@ -31,8 +31,7 @@ _BLOCK_TRAILER_SIZE = 5
 _NO_COMPRESSION = 0
 _CRC_MASK_DELTA = 0xA282EAD8
 _VERIFY_CHUNK = 16 * 1024 * 1024
-# dtypes whose bytes on disk are not the raw tensor memory (their checksums cover a
-# different encoding): TensorFlow's reader checks these when it reads them.
+# dtypes whose bytes on disk are not the raw tensor memory, so no dtype-size rule applies.
 _ENCODED_DTYPES = (types_pb2.DT_STRING, types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE)
 
 
@@ -83,20 +82,23 @@ class BundleIndex:
         descriptors: Dict[int, int] = {}
         try:
             for name, entry in self.data_entries(names):
-                if entry.dtype in _ENCODED_DTYPES:
-                    continue
+                if entry.dtype in (types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE):
+                    continue  # checked by TensorFlow's reader; never model weights
                 path = data_file_path(self.prefix, entry.shard_id, self.num_shards)
                 if entry.shard_id not in descriptors:
                     descriptors[entry.shard_id] = os.open(path, os.O_RDONLY)
-                crc, done = 0, 0
-                while done < entry.size:
-                    chunk = os.pread(descriptors[entry.shard_id], min(_VERIFY_CHUNK, entry.size - done),
-                                     entry.offset + done)
-                    if not chunk:
-                        break
-                    crc = google_crc32c.extend(crc, chunk)
-                    done += len(chunk)
-                if done != entry.size or _mask(crc) != entry.crc32c:
+                fd = descriptors[entry.shard_id]
+                if entry.dtype == types_pb2.DT_STRING:
+                    crc, done = _string_crc(fd, entry), entry.size
+                else:
+                    crc, done = 0, 0
+                    while done < entry.size:
+                        chunk = os.pread(fd, min(_VERIFY_CHUNK, entry.size - done), entry.offset + done)
+                        if not chunk:
+                            break
+                        crc = google_crc32c.extend(crc, chunk)
+                        done += len(chunk)
+                if done != entry.size or crc is None or _mask(crc) != entry.crc32c:
                     raise CorruptCheckpointError(
                         "Checkpoint data file %s is damaged: tensor %r (bytes %d..%d) fails its crc32c "
                         "check. Copy the checkpoint again from its source." % (path, name, entry.offset,
@@ -192,8 +194,47 @@ def _parse_table(data: bytes) -> Iterator[Tuple[bytes, bytes]]:
             yield key, value
 
 
+def _string_crc(fd: int, entry: tensor_bundle_pb2.BundleEntryProto) -> Optional[int]:
+    """The checksum TensorFlow stores for a string tensor, or None if its layout is broken.
+
+    A string tensor is stored as varint64 lengths, a 4-byte checksum of the lengths, then
+    the bytes; the entry's crc32c covers each length as a little-endian uint32 (uint64 when
+    larger), the 4 checksum bytes, and the string bytes.
+    """
+    raw = os.pread(fd, entry.size, entry.offset)
+    count = 1
+    for dim in entry.shape.dim:
+        count *= dim.size
+    crc, pos, total = 0, 0, 0
+    try:
+        for _ in range(count):
+            length, pos = _varint(raw, pos)
+            total += length
+            crc = google_crc32c.extend(crc, struct.pack("<I" if length <= 0xFFFFFFFF else "<Q", length))
+    except _Corrupt:
+        return None
+    if len(raw) != pos + 4 + total:
+        return None
+    return google_crc32c.extend(crc, raw[pos:])
+
+
 def _describe(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
+
+
+def tensor_names(index: BundleIndex) -> List[str]:
+    """The (non-slice) tensor names, sorted; a name that is not UTF-8 is a clear error."""
+    names = []
+    for key in index.entries:
+        if slice_key_name(key) is not None:
+            continue
+        try:
+            names.append(key.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise LegacyCheckpointError(
+                "Checkpoint %s has a tensor whose name is not UTF-8 (%r); TensorFlow's Python checkpoint APIs "
+                "cannot use it. Nothing was read or written." % (index.prefix, key)) from None
+    return sorted(names)
 
 
 def read_bundle_index(prefix: str) -> BundleIndex:

@@ -10,7 +10,7 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from keras_legacy_ckpt.bundle_index import BundleIndex, read_bundle_index
+from keras_legacy_ckpt.bundle_index import BundleIndex, read_bundle_index, tensor_names
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
 
 # Tensors are read and assigned this many bytes at a time (a tensor larger than this is
@@ -88,6 +88,7 @@ class CheckpointFile:
     def __init__(self, checkpoint: "str | os.PathLike[str]"):
         self.prefix = resolve_checkpoint(checkpoint)
         self.index: BundleIndex = read_bundle_index(self.prefix)
+        tensor_names(self.index)  # a name TensorFlow's Python reader cannot decode is not "corruption"
         try:
             reader = tf.train.load_checkpoint(self.prefix)
             shapes = reader.get_variable_to_shape_map()

@@ -76,7 +76,9 @@ class LegacyCheckpointMixin:
 
     def _needs_warm_up(self) -> bool:
         if getattr(self, "_tf1_style_var_store", None) is not None:
-            return False
+            return False  # the shim has run: its get_variable weights exist
+        if _compat.uses_shim(self):
+            return True  # even if built: build() does not create get_variable weights
         return not (_compat.is_tf_keras_layer(self) and self.built)
 
 
@@ -164,10 +166,12 @@ def _values_preserved(existing: List[Any]) -> Iterator[None]:
             saved.append((variable, tf.identity(variable.read_value())))
         return variable
 
-    with tf.variable_creator_scope(snapshot_new):
-        yield
-    for variable, value in saved:
-        variable.assign(value)
+    try:
+        with tf.variable_creator_scope(snapshot_new):
+            yield
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
 
 
 def call_preserving_values(target: Any, *args: Any, **kwargs: Any) -> Any:

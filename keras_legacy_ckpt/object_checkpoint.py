@@ -8,7 +8,7 @@ from typing import Any, List
 import tensorflow as tf
 
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
-from keras_legacy_ckpt.errors import MissingVariablesError
+from keras_legacy_ckpt.errors import MissingVariablesError, ShapeMismatchError
 from keras_legacy_ckpt.mixin import variables_of, warm_up_target
 
 
@@ -69,17 +69,18 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
     optimizer = getattr(target, "optimizer", None) if include_optimizer else None
     variables = variables_of(target) + (_optimizer_variables(optimizer) if optimizer is not None else [])
     saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in variables]
-    status = object_checkpoint(target, include_optimizer).read(prefix)
     try:
+        status = object_checkpoint(target, include_optimizer).read(prefix)
         status.assert_existing_objects_matched()
-    except AssertionError as e:
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
         for variable, value in saved:
             variable.assign(value)
-        raise MissingVariablesError(
-            "Checkpoint %s does not hold values for every variable of %s; nothing was restored. "
-            "TensorFlow says: %s. Is this the checkpoint of this model (SaveObjectCheckpoint writes "
-            "tf.train.Checkpoint(model=...))? For TF1 name-based checkpoints use warm_start()."
-            % (prefix, type(target).__name__, str(e).splitlines()[0])) from None
+        shape_problem = not isinstance(e, AssertionError) and "shape" in str(e).lower()
+        error = ShapeMismatchError if shape_problem else MissingVariablesError
+        raise error(
+            "Checkpoint %s does not fit %s; nothing was restored. TensorFlow says: %s. Is this the checkpoint "
+            "of this model (SaveObjectCheckpoint writes tf.train.Checkpoint(model=...))? For TF1 name-based "
+            "checkpoints use warm_start()." % (prefix, type(target).__name__, str(e).strip().splitlines()[0])) from None
     # Every variable of the target matched; what is left (save_counter, an optimizer we
     # were not asked to restore) is expected not to be used.
     status.expect_partial()

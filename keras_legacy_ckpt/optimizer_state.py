@@ -126,7 +126,7 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
                                         "lr * accumulator); got the schedule %r." % learning_rate)
         scale = -_hyper(optimizer, "learning_rate")
     slots, missing = [], []
-    for variable, request, _ in weight_requests:
+    for variable, request, transform in weight_requests:
         if id(variable) not in trainable_ids:
             continue
         for suffix, attribute in _KINDS[kind]:
@@ -135,8 +135,9 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
             if info is None or info.shape != ckpt.tensors[request.key].shape:
                 missing.append("  %s <- %r" % (names.get(id(variable), variable.name), slot_key))
                 continue
+            # A slot takes the same row reordering (mod_partitioned) as its weight.
             slots.append((_slot_variable(optimizer, attribute, variable),
-                          ReadRequest(slot_key, request.slice_spec, request.nbytes), _scaler(scale)))
+                          ReadRequest(slot_key, request.slice_spec, request.nbytes), _then(transform, scale)))
     if missing:
         raise MissingVariablesError(
             "optimizer_state: %d optimizer slot(s) are not in checkpoint %s:\n%s\nNothing was assigned. Was the TF1 "
@@ -151,7 +152,10 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
     return OptimizerStatePlan(kind, slots, iterations, optimizer)
 
 
-def _scaler(scale: Optional[float]):
+def _then(transform: Any, scale: Optional[float]):
+    """`transform` (or nothing), then multiplication by `scale` (or nothing)."""
     if scale is None:
-        return None
-    return lambda value: value * tf.cast(scale, value.dtype)
+        return transform
+    if transform is None:
+        return lambda value: value * tf.cast(scale, value.dtype)
+    return lambda value: transform(value) * tf.cast(scale, value.dtype)

@@ -34,7 +34,7 @@ from tensorflow.python.checkpoint import checkpoint_management
 
 from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
 from keras_legacy_ckpt.bundle_index import (BundleIndex, data_file_path, encode_index, masked_crc32c,
-                                            read_bundle_index, rename_slice_key, slice_key_name)
+                                            read_bundle_index, rename_slice_key, slice_key_name, tensor_names)
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
 
@@ -70,10 +70,6 @@ def _per_tensor_rules(rules: Optional[Mapping[str, Sequence[int]]], names: Itera
     return found
 
 
-def _tensor_names(index: BundleIndex) -> List[str]:
-    return sorted(k.decode("utf-8") for k in index.entries if slice_key_name(k) is None)
-
-
 def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude: Iterable[str] = (),
                 transpose: Optional[Mapping[str, Sequence[int]]] = None,
                 reshape: Optional[Mapping[str, Sequence[int]]] = None) -> RenamePlan:
@@ -84,7 +80,7 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
     renames: Dict[str, str] = {}
     dropped: List[str] = []
     sources_of: Dict[str, str] = {}
-    for old in _tensor_names(index):
+    for old in tensor_names(index):
         new = None if any(p.search(old) for p in excluded) else rename(old)
         if new is None:
             dropped.append(old)
@@ -200,6 +196,7 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
             os.replace(data_file_path(tmp_prefix, shard, written.num_shards), final)
             new_files.append(final)
         os.replace(tmp_prefix + ".index", dst_prefix + ".index")  # last: the checkpoint is now complete
+        _fsync_directory(directory)
         for stale in set(old_files) - set(new_files) - {dst_prefix + ".index"}:
             os.remove(stale)
     except OSError as e:
@@ -212,6 +209,15 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
             except OSError:
                 pass
     _add_to_state_file(dst_prefix)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Makes the renames durable (a power loss must not bring the old names back)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _checkpoint_files(prefix: str) -> List[str]:
@@ -264,8 +270,7 @@ def _write_zero_copy(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
     for shard in range(index.num_shards):
         _share_file(data_file_path(index.prefix, shard, index.num_shards),
                     data_file_path(tmp_prefix, shard, index.num_shards))
-    with open(tmp_prefix + ".index", "wb") as f:
-        f.write(encode_index(index.header, entries))
+    _write_index(tmp_prefix, index.header, entries)
     return BundleIndex(tmp_prefix, index.header, entries)
 
 
@@ -338,8 +343,12 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
         os.close(out_fd)
         for fd in sources:
             os.close(fd)
-    with open(tmp_prefix + ".index", "wb") as f:
+    _write_index(tmp_prefix, header, entries)
+    return BundleIndex(tmp_prefix, header, entries)
+
+
+def _write_index(prefix: str, header, entries) -> None:
+    with open(prefix + ".index", "wb") as f:
         f.write(encode_index(header, entries))
         f.flush()
         os.fsync(f.fileno())
-    return BundleIndex(tmp_prefix, header, entries)

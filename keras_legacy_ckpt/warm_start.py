@@ -157,13 +157,13 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                        optimizer_state, mod_partitioned)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
-    if multi_worker:
-        # Variable creation is collective across workers: every worker warms up first, then
-        # checks locally, then all agree before anything is assigned (no worker hangs).
-        with distribute.scope_of(target):
-            warm_up_target(target, sample_input)
     error: Optional[LegacyCheckpointError] = None
     try:
+        if multi_worker:
+            # Variable creation is collective across workers: every worker warms up first,
+            # then checks locally, then all agree before anything is assigned.
+            with distribute.scope_of(target):
+                warm_up_target(target, sample_input)
         ckpt = CheckpointFile(checkpoint)
         if not multi_worker:
             with distribute.scope_of(target):
@@ -186,7 +186,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     used = {m.key for m in matches}
     return WarmStartReport(
         checkpoint=ckpt.prefix,
-        loaded={part: m.key for m in matches for part in m.parts},
+        loaded={part: m.key for m in matches for part in m.parts if part not in ignored},
         missing=missing,
         unused=[k for k in ckpt.tensors if k not in used],
         ignored=ignored,
@@ -249,6 +249,9 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
         matches = _moving_averages(matches, variables, ckpt, options.ema_fallback)
     requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
                                                  options.on_dtype_mismatch)
+    # Parts of a partitioned variable are read one by one: an ignored part is not read at all.
+    ignored_ids = {id(variables[p]) for m in matches for p in m.parts if ignored(p)}
+    requests = [r for r in requests if id(r[0]) not in ignored_ids]
     requests = _mod_partition_order(requests, ckpt, compile_patterns(options.mod_partitioned, "mod_partitioned"))
     matches = [m for m in matches if m.parts[0] not in skipped]
     slots = None
