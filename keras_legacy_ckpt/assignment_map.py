@@ -308,9 +308,12 @@ def forward_mapper(mapping: NameMapping) -> Callable[[str], Optional[str]]:
         "a list of (regex, replacement) pairs, or a callable." % type(mapping).__name__)
 
 
-def parse_map_spec(spec: str) -> Dict[str, Optional[str]]:
-    """Parses "ckpt_scope/=model_scope/,old_name=new_name" into a dict ("x=" maps x to None)."""
-    mapping: Dict[str, Optional[str]] = {}
+def parse_map_spec(spec: str, into: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, Optional[str]]:
+    """Parses "ckpt_scope/=model_scope/,old_name=new_name" into a dict ("x=" maps x to None).
+
+    `into` extends an earlier dict (several --map flags); a name given twice is an error.
+    """
+    mapping: Dict[str, Optional[str]] = {} if into is None else into
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
@@ -321,8 +324,29 @@ def parse_map_spec(spec: str) -> Dict[str, Optional[str]]:
         old, new = (side.strip() for side in item.split("="))
         if not old:
             raise AssignmentMapError("Map entry %r has nothing left of '='." % item)
+        if old in mapping:
+            raise AssignmentMapError("The map names %r twice (%r and %r); give each name once."
+                                     % (old, "%s=%s" % (old, mapping[old] or ""), item))
         mapping[old] = new or None
     return mapping
+
+
+def validate_warm_start_map(assignment_map: NameMapping) -> None:
+    """Checks what can be checked of a warm-start map without a model or checkpoint."""
+    if isinstance(assignment_map, Mapping):
+        if not assignment_map:
+            raise AssignmentMapError("The assignment map is empty: it would load nothing. Leave it unset for "
+                                     "the identity map.")
+        for ckpt_name, model_name in assignment_map.items():
+            if not isinstance(ckpt_name, str) or not isinstance(model_name, str):
+                raise AssignmentMapError(
+                    "Assignment map entry %r: %r maps checkpoint names to model names, both strings (use "
+                    "ignore=[...] to leave variables alone)." % (ckpt_name, model_name))
+            if ckpt_name.endswith("/") and not model_name.endswith("/"):
+                raise AssignmentMapError("Assignment map entry %s maps a checkpoint scope to a plain name; scopes "
+                                         "end in '/' on both sides." % _describe_entry(ckpt_name, model_name))
+    else:
+        forward_mapper(assignment_map)
 
 
 def parse_rule_spec(spec: str) -> Tuple[str, str]:

@@ -21,7 +21,7 @@ COMMANDS = ("inspect", "plan", "rename", "verify")
 
 flags.DEFINE_multi_string("map", [], "Name map entries 'old=new' or scopes 'old_scope/=new_scope/', comma "
                           "separated; repeatable. For plan: checkpoint scope = model scope, as in "
-                          "init_from_checkpoint. 'old=' drops old.")
+                          "init_from_checkpoint. For rename, 'old=' drops old.")
 flags.DEFINE_multi_string("regex", [], "A rename rule 'PATTERN=>REPLACEMENT' (Python re.sub syntax, \\1 for "
                           "groups) applied to names no --map entry covers; the first matching rule wins; "
                           "repeatable.")
@@ -87,11 +87,15 @@ def _model_names(spec: str) -> Dict[str, Optional[Tuple[int, ...]]]:
     if os.path.isfile(spec) and not spec.endswith((".index", ".meta")) and not os.path.exists(spec + ".index"):
         names = {}
         with open(spec) as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 parts = line.split()
-                if parts and not parts[0].startswith("#"):
+                if not parts or parts[0].startswith("#"):
+                    continue
+                try:
                     shape = tuple(int(d) for d in parts[1].split(",") if d) if len(parts) > 1 else None
-                    names[parts[0]] = shape
+                except ValueError:
+                    raise UsageError("%s line %d: %r is not 'name [dim,dim,...]'." % (spec, number, line.strip()))
+                names[parts[0]] = shape
         return names
     return {name: info.shape for name, info in CheckpointFile(spec).tensors.items()}
 
@@ -101,7 +105,7 @@ def _mapping_from_flags():
 
     mapping: Dict[str, Optional[str]] = {}
     for spec in FLAGS.map:
-        mapping.update(parse_map_spec(spec))
+        parse_map_spec(spec, into=mapping)
     rules = [parse_rule_spec(r) for r in FLAGS.regex]
     return combine_mappings(mapping or None, rules)
 
@@ -214,6 +218,14 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _parse_flags(argv: List[str]) -> List[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print("usage error: %s\n%s" % (e, __doc__.strip()), file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point."""
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)

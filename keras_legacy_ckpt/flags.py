@@ -24,7 +24,7 @@ from typing import Any, List, Optional
 
 from absl import flags
 
-from keras_legacy_ckpt.assignment_map import NameMapping, parse_map_spec
+from keras_legacy_ckpt.assignment_map import NameMapping, parse_map_spec, validate_warm_start_map
 from keras_legacy_ckpt.errors import AssignmentMapError
 
 FLAGS = flags.FLAGS
@@ -67,7 +67,9 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 def _valid_map(value: Optional[str]) -> bool:
     try:
-        parse_assignment_map_flag(value)
+        mapping = parse_assignment_map_flag(value)
+        if mapping is not None:
+            validate_warm_start_map(mapping)
     except AssignmentMapError as e:
         raise flags.ValidationError(str(e))
     return True
@@ -87,7 +89,9 @@ def parse_assignment_map_flag(value: Optional[str]) -> NameMapping:
                                             for k, v in loaded.items()):
             return loaded
         if isinstance(loaded, list) and all(isinstance(r, list) and len(r) == 2 for r in loaded):
-            return [tuple(r) for r in loaded]
+            rules = [tuple(r) for r in loaded]
+            validate_warm_start_map(rules)
+            return rules
         raise AssignmentMapError("Assignment map JSON file %s must hold {\"ckpt_scope/\": \"model_scope/\"} or "
                                  "[[\"regex\", \"replacement\"], ...]." % value)
     return parse_map_spec(value)

@@ -63,6 +63,14 @@ class LegacyCheckpointMixin:
                     "sample input: `layer.warm_up(x)`, or `sample_input=x` to warm_start / "
                     "WarmStartFromTF1." % _describe(self))
             args = (zeros_like_spec(self.warm_up_input_spec),)
+            try:
+                call_preserving_values(self, *args, **kwargs)
+            except TypeError as e:
+                raise LegacyCheckpointError(
+                    "Warming up %s with one input built from warm_up_input_spec failed: %s. If its call takes "
+                    "more arguments, call warm_up(x, ...) yourself or pass sample_input to the model."
+                    % (_describe(self), e)) from e
+            return
         call_preserving_values(self, *args, **kwargs)
 
     def legacy_variables(self) -> Dict[str, tf.Variable]:
@@ -79,7 +87,10 @@ class LegacyCheckpointMixin:
             return False  # the shim has run: its get_variable weights exist
         if _compat.uses_shim(self):
             return True  # even if built: build() does not create get_variable weights
-        return not (_compat.is_tf_keras_layer(self) and self.built)
+        if _compat.is_tf_keras_layer(self):
+            return not self.built
+        # A tf.Module without the shim: a pass can only create variables it does not have yet.
+        return callable(self) and not variables_of(self)
 
 
 def default_legacy_name(variable: Any) -> str:
@@ -95,6 +106,9 @@ def _describe(obj: Any) -> str:
 
 def zeros_like_spec(spec: Any) -> Any:
     def zeros(s: tf.TensorSpec) -> tf.Tensor:
+        if not isinstance(s, tf.TensorSpec):
+            raise LegacyCheckpointError("warm_up_input_spec must be a tf.TensorSpec or a nested structure of "
+                                        "them, e.g. tf.TensorSpec([None, 8]); got %r." % (s,))
         if s.shape.rank is None:
             raise LegacyCheckpointError("warm_up_input_spec %r has unknown rank; give every "
                                         "dimension (None for the batch)." % (s,))
@@ -106,7 +120,10 @@ def zeros_like_spec(spec: Any) -> Any:
 def variables_of(target: Any) -> List[Any]:
     """Every variable of a tf_keras or Keras 3 layer/model, or of a tf.Module, once each."""
     if _compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target):
-        variables = list(target.weights)
+        try:
+            variables = list(target.weights)
+        except ValueError:  # tf_keras: an unbuilt Sequential has no weights yet
+            variables = []
     elif isinstance(target, tf.Module):
         variables = list(target.variables)
     else:

@@ -66,6 +66,10 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
     """
     prefix = resolve_checkpoint(path_or_dir)
     warm_up_target(target, sample_input)
+    if not variables_of(target):
+        raise MissingVariablesError(
+            "%s has no variables yet, so restoring %s could check nothing (TensorFlow would defer it). Pass "
+            "sample_input=<one batch>, or build the model first." % (type(target).__name__, prefix))
     optimizer = getattr(target, "optimizer", None) if include_optimizer else None
     variables = variables_of(target) + (_optimizer_variables(optimizer) if optimizer is not None else [])
     saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in variables]

@@ -132,3 +132,113 @@ def test_a_non_utf8_tensor_name_is_a_clear_error_not_corruption(tmp_path):
             call()
         assert not isinstance(err.value, klc.CorruptCheckpointError)
     assert not os.path.exists(tmp_path / "o.index")
+
+
+# --- second review: callbacks, CLI, flags ---------------------------------------------------
+
+def test_fit_twice_with_the_same_warm_start_callback_keeps_training(mlp_ckpt):
+    from tests import tf2_models
+    from tests.tf1_programs import mlp
+
+    prefix, values = mlp_ckpt
+    model = tf2_models.ShimModel(mlp, 5)
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.5),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.ones((8, 5), np.float32), np.zeros((8,), np.int64)
+    warm = klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[warm])
+    trained = model.legacy_variables()["backbone/net/logits/bias"].numpy().copy()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[warm])
+    now = model.legacy_variables()["backbone/net/logits/bias"].numpy()
+    assert not np.array_equal(trained, values["net/logits/bias"])
+    assert np.abs(now - values["net/logits/bias"]).max() > np.abs(trained - values["net/logits/bias"]).max()
+
+
+def test_a_reused_save_callback_saves_the_model_being_trained(tmp_path):
+    save = klc.SaveObjectCheckpoint(str(tmp_path / "tf2"), save_on="train_end")
+    models = []
+    for fill in (1.0, 2.0):
+        model = tf_keras.Sequential([tf_keras.Input([2]), tf_keras.layers.Dense(1, kernel_initializer="zeros")])
+        model.compile(optimizer=tf_keras.optimizers.SGD(0.0), loss="mse")
+        model.layers[0].bias.assign([fill])
+        model.fit(np.zeros((2, 2)), np.zeros((2, 1)), epochs=1, verbose=0, callbacks=[save])
+        models.append(model)
+    fresh = tf_keras.Sequential([tf_keras.Input([2]), tf_keras.layers.Dense(1)])
+    klc.restore_object_checkpoint(fresh, save.latest_path)
+    assert fresh.layers[0].bias.numpy().tolist() == [2.0]
+
+
+def test_a_module_mixin_with_plain_variables_warm_starts(mlp_ckpt):
+    prefix, values = mlp_ckpt
+
+    class Plain(klc.LegacyCheckpointMixin, tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = tf.Variable(tf.zeros([5, 6]), name="k")
+
+        def legacy_name(self, variable):
+            return "net/hidden/kernel" if variable is self.k else super().legacy_name(variable)
+
+    module = Plain()
+    klc.warm_start(module, prefix, {"net/hidden/": "net/hidden/"})
+    np.testing.assert_array_equal(module.k.numpy(), values["net/hidden/kernel"])
+
+
+def test_restore_into_an_unbuilt_model_says_to_pass_sample_input(tmp_path):
+    model = tf_keras.Sequential([tf_keras.Input([2]), tf_keras.layers.Dense(1)])
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "c"))
+    with pytest.raises(klc.MissingVariablesError, match="sample_input"):
+        klc.restore_object_checkpoint(tf_keras.Sequential([tf_keras.layers.Dense(1)]), path)
+
+
+def test_warm_up_input_problems_are_our_errors():
+    class Extra(klc.LegacyCheckpointMixin, tf.Module):
+        warm_up_input_spec = tf.TensorSpec([None, 2])
+
+        @klc.track_tf1_style_variables
+        def __call__(self, x, mask):
+            return x * v1.get_variable("w", [2])
+
+    with pytest.raises(klc.LegacyCheckpointError, match="warm_up"):
+        Extra().warm_up()
+
+    class BadSpec(Extra):
+        warm_up_input_spec = (None, 2)
+
+    with pytest.raises(klc.LegacyCheckpointError, match="tf.TensorSpec"):
+        BadSpec().warm_up()
+
+
+def test_callback_arguments_are_checked_when_constructed():
+    with pytest.raises(TypeError, match="bogus"):
+        klc.WarmStartFromTF1("/x", bogus=1)
+    with pytest.raises(klc.LegacyCheckpointError, match="save_on"):
+        klc.SaveObjectCheckpoint("/x", save_on="sometimes")
+
+
+def test_maps_that_cannot_work_fail_at_flag_parsing(tmp_path):
+    from absl import flags
+
+    from keras_legacy_ckpt import flags as klc_flags
+
+    cases = {"empty.json": "{}", "regex.json": '[["(", "x"]]', "none.json": '{"net/": null}'}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    for value in [str(tmp_path / n) for n in cases] + ["net/=other", "k=a,k=b"]:
+        values = flags.FlagValues()
+        klc_flags.define_flags(values)
+        with pytest.raises(flags.IllegalFlagValueError):
+            values(["train", "--warm_start_assignment_map=%s" % value])
+
+
+def test_cli_usage_errors_exit_2(tmp_path, mlp_ckpt):
+    import subprocess
+    import sys
+
+    names = tmp_path / "names.txt"
+    names.write_text("x 4,a\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for args in (["inspect", mlp_ckpt[0], "--mapp=x"], ["plan", mlp_ckpt[0], "--model", str(names)]):
+        result = subprocess.run([sys.executable, "-m", "keras_legacy_ckpt"] + args, capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 2 and "usage error" in result.stderr, result.stderr[-1500:]

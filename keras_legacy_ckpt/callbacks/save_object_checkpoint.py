@@ -62,21 +62,26 @@ class SaveObjectCheckpoint(Callback):
                  max_to_keep: int = 5, include_optimizer: bool = True):
         super().__init__()
         if save_on not in _SAVE_ON:
-            raise ValueError("save_on must be one of %s, got %r." % (", ".join(_SAVE_ON), save_on))
+            raise LegacyCheckpointError("save_on must be one of %s, got %r." % (", ".join(_SAVE_ON), save_on))
         self.directory = os.fspath(directory)
         self.save_on = save_on
         self.max_to_keep = max_to_keep
         self.include_optimizer = include_optimizer
         self.latest_path: Optional[str] = None
         self._manager: Optional[tf.train.CheckpointManager] = None
+        self._manager_owner = None
         self._pending_train_begin = False
 
     def _save(self) -> None:
         strategy = distribute.strategy_of(self.model)
         directory = distribute.worker_directory(self.directory, strategy)
-        if self._manager is None:
+        # One manager per (model, optimizer): the callback may be reused for another model or after
+        # a recompile, and must then save what is being trained now.
+        owner = (id(self.model), id(getattr(self.model, "optimizer", None)), directory)
+        if self._manager is None or self._manager_owner != owner:
             checkpoint = object_checkpoint(self.model, self.include_optimizer)
             self._manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=self.max_to_keep)
+            self._manager_owner = owner
         before = set(_listdir(self.directory))
         try:
             path = self._manager.save()

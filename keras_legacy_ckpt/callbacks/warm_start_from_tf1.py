@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import weakref
 from typing import Any, Iterable, Optional
 
 from absl import logging
@@ -11,6 +13,10 @@ from tf_keras.src.utils import io_utils
 
 from keras_legacy_ckpt.assignment_map import NameMapping
 from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
+
+# The keyword-only options of warm_start that this callback passes through.
+_WARM_START_OPTIONS = {name for name, p in inspect.signature(warm_start).parameters.items()
+                       if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"sample_input", "strict", "ignore"}
 
 
 class WarmStartFromTF1(Callback):
@@ -47,6 +53,9 @@ class WarmStartFromTF1(Callback):
         **warm_start_options: more `warm_start` keywords: `on_shape_mismatch`,
             `on_dtype_mismatch`, `use_ema`, `ema_fallback`, `optimizer_state`, `batch_bytes`.
 
+    A callback warm-starts each model once: calling `fit` again with the same callback
+    keeps what the model learned since.
+
     Attributes:
         report: the `WarmStartReport` of the last warm start, None before.
     """
@@ -55,7 +64,12 @@ class WarmStartFromTF1(Callback):
                  sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
                  verbose: int = 1, **warm_start_options: Any):
         super().__init__()
+        unknown = set(warm_start_options) - _WARM_START_OPTIONS
+        if unknown:
+            raise TypeError("WarmStartFromTF1 got unknown options %s; warm_start accepts %s."
+                            % (sorted(unknown), sorted(_WARM_START_OPTIONS)))
         self.warm_start_options = warm_start_options
+        self._warm_started: "weakref.WeakSet" = weakref.WeakSet()
         self.checkpoint = checkpoint
         self.assignment_map = assignment_map
         self.sample_input = sample_input
@@ -65,9 +79,15 @@ class WarmStartFromTF1(Callback):
         self.report: Optional[WarmStartReport] = None
 
     def on_train_begin(self, logs=None):
+        if self.model in self._warm_started:
+            # fit() called again with the same callback: the model has trained since; keep that.
+            logging.info("WarmStartFromTF1: %s was already warm-started from %s; not again.",
+                         type(self.model).__name__, self.checkpoint)
+            return
         self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
                                  sample_input=self.sample_input, strict=self.strict, ignore=self.ignore,
                                  **self.warm_start_options)
+        self._warm_started.add(self.model)
         if self.verbose:
             io_utils.print_msg(self.report.summary())
         else:
