@@ -15,12 +15,6 @@ from typing import Any, Tuple
 import tensorflow as tf
 
 
-def tf_keras_module():
-    import tf_keras
-
-    return tf_keras
-
-
 def track_tf1_style_variables_decorator():
     from tf_keras.api._v1.keras.utils import track_tf1_style_variables
 
