@@ -81,16 +81,21 @@ def test_tf_keras_resumes_tf1_training_exactly(ckpt_dir, kind):
     assert np.abs(kernel - expected["net/hidden/kernel"]).max() > 1e-4
 
 
-def test_keras3_adam_resumes_tf1_training_exactly(ckpt_dir):
+@pytest.mark.parametrize("kind", ["adam", "momentum"])
+def test_keras3_resumes_tf1_training_exactly(ckpt_dir, kind):
     import keras
 
-    prefix, expected = train_tf1(ckpt_dir, dense_net, lambda: v1.train.AdamOptimizer(0.05))
+    if kind == "adam":
+        prefix, expected = train_tf1(ckpt_dir, dense_net, lambda: v1.train.AdamOptimizer(0.05))
+        optimizer, summary = keras.optimizers.Adam(0.05, epsilon=1e-8), "Adam state of 8 slot variables"
+    else:
+        prefix, expected = train_tf1(ckpt_dir, dense_net, lambda: v1.train.MomentumOptimizer(0.05, 0.9))
+        optimizer, summary = keras.optimizers.SGD(0.05, momentum=0.9), "SGD state of 4 slot variables"
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="tanh", name="hidden"),
                               keras.layers.Dense(3, name="logits")], name="net")
-    model.compile(optimizer=keras.optimizers.Adam(0.05, epsilon=1e-8),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     report = klc.warm_start(model, prefix, optimizer_state=True)
-    assert report.optimizer_state == "Adam state of 8 slot variables, iterations = 4"
+    assert report.optimizer_state == summary + ", iterations = 4"
     model.fit(X, Y, batch_size=16, epochs=M, shuffle=False, verbose=0)
     _assert_close({v.path: v.numpy() for v in model.weights}, expected)
 
