@@ -14,6 +14,7 @@ every other key holds a `BundleEntryProto` (dtype, shape, shard, offset, size, c
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import struct
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -202,9 +203,7 @@ def _string_crc(fd: int, entry: tensor_bundle_pb2.BundleEntryProto) -> Optional[
     larger), the 4 checksum bytes, and the string bytes.
     """
     raw = os.pread(fd, entry.size, entry.offset)
-    count = 1
-    for dim in entry.shape.dim:
-        count *= dim.size
+    count = math.prod(dim.size for dim in entry.shape.dim)
     crc, pos, total = 0, 0, 0
     try:
         for _ in range(count):
@@ -296,9 +295,7 @@ def _check_entry_metadata(index: BundleIndex, key: bytes, entry: tensor_bundle_p
                  for s in entry.slices for e, d in zip(s.extent, dims)):
             problem = "has a slice outside its shape %s" % dims
     elif entry.dtype not in _ENCODED_DTYPES:
-        count = 1
-        for d in dims:
-            count *= d
+        count = math.prod(dims)
         if count * dtype.size != entry.size:
             problem = "says shape %s of %s (%d bytes) but holds %d bytes" % (dims, dtype.name, count * dtype.size,
                                                                            entry.size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import os
 import re
@@ -27,10 +28,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count * (self.dtype.size if self.dtype != tf.string else 1)
+        return math.prod(self.shape) * (self.dtype.size if self.dtype != tf.string else 1)
 
 
 def _prefixes_in(directory: str) -> List[str]:
@@ -173,6 +171,15 @@ def slice_spec(full_shape: Sequence[int], axis: int, start: int, length: int) ->
     dims = " ".join(str(d) for d in full_shape)
     parts = ["%d,%d" % (start, length) if i == axis else "-" for i in range(len(full_shape))]
     return "%s %s" % (dims, ":".join(parts))
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> "1.5 KiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return "%d %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
+        n /= 1024.0
+    return ""
 
 
 def closest_keys(name: str, keys: Iterable[str], n: int = 3) -> List[str]:

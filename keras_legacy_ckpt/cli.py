@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -43,40 +44,29 @@ class UsageError(Exception):
     pass
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return "%d %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
-        n /= 1024.0
-    return ""
-
-
 def _shape_text(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def inspect(checkpoint: str) -> str:
     """A sorted table of names, shapes, dtypes and sizes, with totals."""
-    from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
+    from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, human_bytes
 
     ckpt = CheckpointFile(checkpoint)
     rows, total_bytes, total_params, by_dtype = [], 0, 0, {}
     for name, info in ckpt.tensors.items():
         entry = ckpt.index.entries.get(name.encode("utf-8"))
         slices = len(entry.slices) if entry is not None else 0
-        params = 1
-        for d in info.shape:
-            params *= d
-        total_params += params
+        total_params += math.prod(info.shape)
         total_bytes += info.nbytes
         by_dtype[info.dtype.name] = by_dtype.get(info.dtype.name, 0) + 1
         rows.append((name, _shape_text(info.shape), info.dtype.name,
-                     _human(info.nbytes) + ("  [%d slices]" % slices if slices else "")))
+                     human_bytes(info.nbytes) + ("  [%d slices]" % slices if slices else "")))
     width = max([len(r[0]) for r in rows] + [4])
     lines = ["%-*s  %-16s  %-8s  %s" % (width, "name", "shape", "dtype", "size")]
     lines += ["%-*s  %-16s  %-8s  %s" % (width, *row) for row in rows]
     lines.append("%d tensors, %s parameters, %s (%s) in %s" % (
-        len(rows), format(total_params, ","), _human(total_bytes),
+        len(rows), format(total_params, ","), human_bytes(total_bytes),
         ", ".join("%s: %d" % kv for kv in sorted(by_dtype.items())), ckpt.prefix))
     return "\n".join(lines)
 

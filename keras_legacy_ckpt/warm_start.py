@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -14,6 +15,7 @@ from keras_legacy_ckpt import optimizer_state as optimizer_slots
 from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, compile_patterns,
                                               plan_assignment_map, suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
+                                                 human_bytes,
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
@@ -63,7 +65,7 @@ class WarmStartReport:
         used = len(set(self.loaded.values()))
         lines = ["Warm start from %s (assignment map: %r)" % (self.checkpoint, self.assignment_map),
                  "  loaded:  %d variables, %s, from %d of %d checkpoint tensors"
-                 % (len(self.loaded), _human_bytes(self.bytes_loaded), used, used + len(self.unused))]
+                 % (len(self.loaded), human_bytes(self.bytes_loaded), used, used + len(self.unused))]
         if self.missing:
             lines.append("  missing: %d variables left as initialised: %s"
                          % (len(self.missing), _short_list(self.missing)))
@@ -92,14 +94,6 @@ class WarmStartReport:
 def _short_list(names: Sequence[str], limit: int = _LIST_LIMIT) -> str:
     shown = ", ".join(names[:limit])
     return shown + (", ... and %d more" % (len(names) - limit) if len(names) > limit else "")
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
-    return ""
 
 
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
@@ -397,10 +391,7 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
     if len(shapes) == 1:
         if shapes[0] != full:
             return None
-        count = 1
-        for d in full:
-            count *= d
-        return [("", count)]
+        return [("", math.prod(full))]
     if any(len(s) != len(full) for s in shapes):
         return None
     axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, full)) if a != b}
@@ -411,10 +402,7 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
         return None
     slices, start = [], 0
     for s in shapes:
-        count = 1
-        for d in s:
-            count *= d
-        slices.append((slice_spec(full, axis, start, s[axis]), count))
+        slices.append((slice_spec(full, axis, start, s[axis]), math.prod(s)))
         start += s[axis]
     return slices
 
