@@ -53,7 +53,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         flag_values=flag_values)
     flags.DEFINE_string(
         "object_checkpoint_dir", None,
-        "Directory for TF2 object-based checkpoints (tf.train.Checkpoint) of the model and optimizer. "
+        "Directory for TF2 object-based checkpoints (tf.train.Checkpoint) of the model and optimizer. A job "
+        "restarted with the same flags resumes from the latest one there and does not warm-start again. "
         "Unset: none are written.", flag_values=flag_values)
     flags.DEFINE_enum(
         "object_checkpoint_save_on", "epoch_end", ["train_begin", "epoch_end", "train_end"],
@@ -98,15 +99,21 @@ def parse_assignment_map_flag(value: Optional[str]) -> NameMapping:
 
 
 def callbacks_from_flags(flag_values: flags.FlagValues = FLAGS, sample_input: Any = None) -> List[Any]:
-    """WarmStartFromTF1 and SaveObjectCheckpoint as the flags ask; [] when they are unset."""
+    """SaveObjectCheckpoint(restore=True) and WarmStartFromTF1 as the flags ask; [] when they are unset.
+
+    A binary restarted with the same flags resumes from the latest checkpoint in
+    --object_checkpoint_dir and does not warm-start again (resume beats warm start).
+    """
     from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
 
     callbacks: List[Any] = []
+    # The restore comes first so the warm start sees a resumed run before doing any work.
+    if flag_values.object_checkpoint_dir:
+        callbacks.append(SaveObjectCheckpoint(flag_values.object_checkpoint_dir, restore=True,
+                                              sample_input=sample_input,
+                                              save_on=flag_values.object_checkpoint_save_on))
     if flag_values.warm_start_from:
         callbacks.append(WarmStartFromTF1(
             flag_values.warm_start_from, parse_assignment_map_flag(flag_values.warm_start_assignment_map),
             sample_input=sample_input, strict=flag_values.warm_start_strict))
-    if flag_values.object_checkpoint_dir:
-        callbacks.append(SaveObjectCheckpoint(flag_values.object_checkpoint_dir,
-                                              save_on=flag_values.object_checkpoint_save_on))
     return callbacks

@@ -7,6 +7,7 @@ from typing import Any, List
 
 import tensorflow as tf
 
+from keras_legacy_ckpt import resume
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
 from keras_legacy_ckpt.errors import MissingVariablesError, ShapeMismatchError
 from keras_legacy_ckpt.mixin import variables_of, warm_up_target
@@ -47,7 +48,8 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
 
     Warms `target` up first (so shim weights exist and are checked, not deferred), then
     asserts that every existing variable got a value. On a mismatch every variable keeps
-    the value it had and `MissingVariablesError` names what did not match.
+    the value it had and `MissingVariablesError` names what did not match. A restored
+    target counts as a resumed run: `WarmStartFromTF1` will not warm-start over it.
 
     ```python
     model = Net()
@@ -88,4 +90,5 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
     # Every variable of the target matched; what is left (save_counter, an optimizer we
     # were not asked to restore) is expected not to be used.
     status.expect_partial()
+    resume.mark_restored(target, prefix)
     return status

@@ -129,7 +129,7 @@ def test_keras3_model_warm_starts_by_variable_path(tmp_path, ckpt_dir):
     model = build()
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     warm = klc.WarmStartFromTF1(prefix, verbose=0)
-    save = klc.SaveObjectCheckpoint(str(tmp_path / "tf2"))
+    save = klc.SaveObjectCheckpoint(str(tmp_path / "tf2"), save_on="train_begin")
     model.fit(X, Y, epochs=1, verbose=0, callbacks=[save, warm])
     assert sorted(warm.report.loaded) == ["net/hidden/bias", "net/hidden/kernel", "net/logits/bias", "net/logits/kernel"]
 

@@ -116,8 +116,9 @@ def test_flags_build_callbacks(tmp_path, ckpt):
     assert klc_flags.callbacks_from_flags(_flag_values()) == []
     values = _flag_values("--warm_start_from=%s" % ckpt[0], "--warm_start_assignment_map=/=backbone/,x=y",
                           "--nowarm_start_strict", "--object_checkpoint_dir=%s" % tmp_path)
-    warm, save = klc_flags.callbacks_from_flags(values, sample_input=np.zeros([1, 5]))
+    save, warm = klc_flags.callbacks_from_flags(values, sample_input=np.zeros([1, 5]))
     assert isinstance(warm, klc.WarmStartFromTF1) and isinstance(save, klc.SaveObjectCheckpoint)
+    assert save.restore is True and save.sample_input.shape == (1, 5)
     assert warm.assignment_map == {"/": "backbone/", "x": "y"} and warm.strict is False
     assert warm.sample_input.shape == (1, 5) and save.directory == str(tmp_path) and save.save_on == "epoch_end"
 

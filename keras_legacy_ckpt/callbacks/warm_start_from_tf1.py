@@ -1,4 +1,4 @@
-"""WarmStartFromTF1: load a TF1 name-based checkpoint when `fit` starts."""
+"""WarmStartFromTF1: load a TF1 name-based checkpoint when a fresh `fit` (or evaluate, predict) starts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from absl import logging
 from tf_keras.callbacks import Callback
 from tf_keras.src.utils import io_utils
 
+from keras_legacy_ckpt import resume
 from keras_legacy_ckpt.assignment_map import NameMapping
 from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
 
@@ -20,16 +21,24 @@ _WARM_START_OPTIONS = {name for name, p in inspect.signature(warm_start).paramet
 
 
 class WarmStartFromTF1(Callback):
-    """Warm-starts the model from a TF1 checkpoint at the beginning of training.
+    """Warm-starts a fresh training run from a TF1 checkpoint; a resumed run keeps its weights.
 
     This is the TF2 replacement for
     `tf.compat.v1.train.init_from_checkpoint(ckpt, assignment_map)`, which in eager mode
-    raises nothing and assigns nothing. At `on_train_begin` it creates the shim weights
-    (one forward pass on `sample_input`, or on each `LegacyCheckpointMixin`'s
+    raises nothing and assigns nothing. At `on_train_begin` (or `on_test_begin`,
+    `on_predict_begin` in `evaluate` and `predict`) it creates the shim weights (one
+    forward pass on `sample_input`, or on each `LegacyCheckpointMixin`'s
     `warm_up_input_spec`), plans the whole mapping, checks every shape and dtype, and
     only then assigns: if anything is wrong, no variable changes and `fit` stops with
     the error. It subclasses `tf_keras.callbacks.Callback`, so it works in tf_keras's
     `fit` and in Keras 3's `fit`.
+
+    Resume beats warm start, as in Estimator: when the run resumes (the optimizer has
+    already taken steps, e.g. `BackupAndRestore` restored it, or the model was restored
+    by `restore_object_checkpoint` or `SaveObjectCheckpoint(restore=True)`), nothing is
+    assigned, `.skip_reason` says why and the reason is logged. This holds whatever the
+    order of the callbacks: a restore that runs after this callback replaces the warm
+    start, and is then reported the same way. `force=True` warm-starts anyway.
 
     Example:
 
@@ -37,7 +46,7 @@ class WarmStartFromTF1(Callback):
     model.fit(x, y, callbacks=[
         klc.WarmStartFromTF1("/old/model.ckpt-1000", {"/": "backbone/"},
                              sample_input=x[:1]),
-        klc.SaveObjectCheckpoint("/new/tf2_ckpts"),
+        klc.SaveObjectCheckpoint("/new/tf2_ckpts", restore=True),
     ])
     ```
 
@@ -49,46 +58,98 @@ class WarmStartFromTF1(Callback):
         sample_input: one batch of input for the warm-up forward pass.
         strict: raise if a model variable in the mapped scopes would get no value.
         ignore: regexes of model variable names to leave as initialised.
+        force: warm-start even when the run resumes.
         verbose: 1 prints the report's summary; 0 only logs it through absl at INFO.
         **warm_start_options: more `warm_start` keywords: `on_shape_mismatch`,
             `on_dtype_mismatch`, `use_ema`, `ema_fallback`, `optimizer_state`, `batch_bytes`.
 
-    A callback warm-starts each model once: calling `fit` again with the same callback
+    A callback handles each model once: calling `fit` again with the same callback
     keeps what the model learned since.
 
     Attributes:
-        report: the `WarmStartReport` of the last warm start, None before.
+        report: the `WarmStartReport` of the last warm start, None before or when skipped.
+        skip_reason: why the last run was not warm-started (it resumed), None when it was.
     """
 
     def __init__(self, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
                  sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
-                 verbose: int = 1, **warm_start_options: Any):
+                 force: bool = False, verbose: int = 1, **warm_start_options: Any):
         super().__init__()
         unknown = set(warm_start_options) - _WARM_START_OPTIONS
         if unknown:
             raise TypeError("WarmStartFromTF1 got unknown options %s; warm_start accepts %s."
                             % (sorted(unknown), sorted(_WARM_START_OPTIONS)))
         self.warm_start_options = warm_start_options
-        self._warm_started: "weakref.WeakSet" = weakref.WeakSet()
+        self._handled: "weakref.WeakSet" = weakref.WeakSet()
+        self._watching_for_late_restore = False
+        self._steps_after_warm_start = 0
         self.checkpoint = checkpoint
         self.assignment_map = assignment_map
         self.sample_input = sample_input
         self.strict = strict
         self.ignore = tuple(ignore)
+        self.force = force
         self.verbose = verbose
         self.report: Optional[WarmStartReport] = None
+        self.skip_reason: Optional[str] = None
 
     def on_train_begin(self, logs=None):
-        if self.model in self._warm_started:
-            # fit() called again with the same callback: the model has trained since; keep that.
-            logging.info("WarmStartFromTF1: %s was already warm-started from %s; not again.",
-                         type(self.model).__name__, self.checkpoint)
+        self._warm_start_once()
+
+    def on_test_begin(self, logs=None):
+        self._warm_start_once()
+
+    def on_predict_begin(self, logs=None):
+        self._warm_start_once()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._check_late_restore()
+
+    def on_train_end(self, logs=None):
+        self._check_late_restore()
+
+    def _warm_start_once(self) -> None:
+        if self.model in self._handled:
+            # fit() called again with the same callback, or evaluate() inside fit: the
+            # model has trained since; keep that.
             return
+        self._handled.add(self.model)
+        reason = None if self.force else resume.resume_reason(self.model)
+        if reason is not None:
+            self._skip(reason)
+            return
+        self.skip_reason = None
         self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
                                  sample_input=self.sample_input, strict=self.strict, ignore=self.ignore,
                                  **self.warm_start_options)
-        self._warm_started.add(self.model)
+        self._watching_for_late_restore = not self.force
+        self._steps_after_warm_start = resume.optimizer_steps(self.model)  # optimizer_state may set it
+        self._say(self.report.summary())
+
+    def _check_late_restore(self) -> None:
+        """A restore by a callback after this one in the list replaced the warm start: say so."""
+        if not self._watching_for_late_restore:
+            return
+        self._watching_for_late_restore = False
+        restored = resume.restored_from(self.model)
+        steps = resume.optimizer_steps(self.model)
+        if restored is None and steps == self._steps_after_warm_start:
+            return
+        reason = ("the model was restored from the object checkpoint %s" % restored if restored
+                  else "its optimizer was restored at step %d (BackupAndRestore?)" % steps)
+        self._skip(reason + " after the warm start, whose values it replaced")
+
+    def _skip(self, reason: str) -> None:
+        self.report = None
+        self.skip_reason = reason
+        message = ("WarmStartFromTF1: not warm-starting %s from %s: %s. Resume beats warm start; pass force=True "
+                   "to warm-start anyway." % (type(self.model).__name__, self.checkpoint, reason))
+        logging.warning("%s", message)
         if self.verbose:
-            io_utils.print_msg(self.report.summary())
+            io_utils.print_msg(message)
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            io_utils.print_msg(text)
         else:
-            logging.info("%s", self.report.summary())
+            logging.info("%s", text)
