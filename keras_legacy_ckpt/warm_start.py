@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import difflib
 import math
 import os
 import re
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
-from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, compile_patterns,
+from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, _scopes_of, compile_patterns,
                                               plan_assignment_map, suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  human_bytes,
@@ -28,7 +30,7 @@ _LIST_LIMIT = 20
 Transform = Callable[[tf.Tensor], tf.Tensor]
 _EMA_SUFFIX = "/ExponentialMovingAverage"
 _SHAPE_POLICIES = ("error", "skip")
-_DTYPE_POLICIES = ("error", "cast")
+_DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
 
 
 @dataclasses.dataclass
@@ -127,8 +129,10 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             to leave alone.
         on_shape_mismatch: "error" (ShapeMismatchError, nothing assigned) or "skip" (leave
             such variables as initialised; listed in `report.skipped`).
-        on_dtype_mismatch: "error" (DTypeMismatchError) or "cast" (numeric tensors are cast
-            to the variable's dtype; listed in `report.casts`).
+        on_dtype_mismatch: "error" (DTypeMismatchError); "cast" for value-preserving casts
+            only (float -> float, int -> wider int or -> float64; listed in `report.casts`),
+            other pairs still raise DTypeMismatchError; "unsafe_cast" casts any numeric pair
+            as `tf.cast` does (wrapping, truncating, dropping imaginary parts).
         use_ema: load `X/ExponentialMovingAverage` into X where the checkpoint has it (TF1's
             `tf.compat.v1.train.ExponentialMovingAverage` shadow variables).
         ema_fallback: with use_ema, load raw values for trainable variables without an EMA
@@ -147,6 +151,11 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     if on_shape_mismatch not in _SHAPE_POLICIES or on_dtype_mismatch not in _DTYPE_POLICIES:
         raise ValueError("on_shape_mismatch must be one of %s and on_dtype_mismatch one of %s."
                          % (_SHAPE_POLICIES, _DTYPE_POLICIES))
+    if isinstance(assignment_map, Mapping) and not assignment_map:
+        raise AssignmentMapError(
+            "The assignment map {} maps nothing, so the warm start would assign no variable (TensorFlow's "
+            "init_from_checkpoint silently does nothing with it). Pass None for identity names, or "
+            "{\"/\": \"model_scope/\"} to load the whole checkpoint under a scope.")
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
                        optimizer_state, mod_partitioned)
     strategy = distribute.strategy_of(target)
@@ -176,7 +185,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     matches, missing, requests, ignored, skipped, casts, slots = plan
     _read_and_assign(ckpt, requests + (slots.slots if slots else []), batch_bytes)
     if slots:
-        slots.optimizer.iterations.assign(slots.iterations)
+        _assign_now(slots.optimizer.iterations, slots.iterations, ckpt.prefix)
     used = {m.key for m in matches}
     return WarmStartReport(
         checkpoint=ckpt.prefix,
@@ -248,6 +257,8 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     requests = [r for r in requests if id(r[0]) not in ignored_ids]
     requests = _mod_partition_order(requests, ckpt, compile_patterns(options.mod_partitioned, "mod_partitioned"))
     matches = [m for m in matches if m.parts[0] not in skipped]
+    if not requests:
+        raise MissingVariablesError(_nothing_loaded_message(ckpt, assignment_map, variables, skipped))
     slots = None
     if options.optimizer_state is not False and options.optimizer_state is not None:
         optimizer = getattr(target, "optimizer", None) if options.optimizer_state is True else options.optimizer_state
@@ -256,6 +267,9 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
                                         "pass the optimizer itself." % type(target).__name__)
         slots = optimizer_slots.plan_optimizer_state(optimizer, requests, names_by_variable,
                                                      list(target.trainable_variables), ckpt)
+    # Every byte that will be assigned passes its crc32c check here, before the first assignment
+    # and, under a multi-worker strategy, before the workers agree to assign.
+    ckpt.index.verify({r.key for _, r, _ in requests + (slots.slots if slots else [])})
     return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots
 
 
@@ -338,6 +352,35 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
             "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
 
 
+def _nothing_loaded_message(ckpt: CheckpointFile, assignment_map: NameMapping, variables: Dict[str, Any],
+                            skipped: Dict[str, str]) -> str:
+    """Why a warm start would assign nothing, with the scopes closest to what the map names."""
+    lines = []
+    if isinstance(assignment_map, Mapping):
+        for ckpt_side in sorted(k for k in assignment_map if isinstance(k, str) and k.endswith("/") and k != "/"):
+            if not any(key.startswith(ckpt_side) for key in ckpt.tensors):
+                close = difflib.get_close_matches(ckpt_side, sorted(_scopes_of(ckpt.tensors)), n=3, cutoff=0.5)
+                lines.append("  the checkpoint has no scope %r%s" % (
+                    ckpt_side, " (closest: %s)" % ", ".join(close) if close else ""))
+    if skipped:
+        lines.append("  every mapped variable was skipped for its shape (on_shape_mismatch=\"skip\")")
+    lines.append("  checkpoint scopes: %s" % _top_scopes(ckpt.tensors))
+    lines.append("  model scopes:      %s" % _top_scopes(variables))
+    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
+    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
+    fix = ("try the assignment map %r (klc.suggest_assignment_map proposes it)" % (suggestion,) if suggestion
+           else "check that this is the checkpoint of this model, and map its scopes onto the model's")
+    return ("The warm start from %s with assignment map %r would assign no variable:\n%s\nNothing was assigned "
+            "(a warm start that loads nothing is an error, strict or not). Fix: %s."
+            % (ckpt.prefix, assignment_map, "\n".join(lines), fix))
+
+
+def _top_scopes(names: Iterable[str], limit: int = 6) -> str:
+    counts = collections.Counter(name.split("/", 1)[0] + ("/" if "/" in name else "") for name in names)
+    shown = ["%s (%d)" % (scope, n) for scope, n in counts.most_common(limit)]
+    return ", ".join(shown) + (", ..." if len(counts) > limit else "")
+
+
 def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
                       on_shape_mismatch: str, on_dtype_mismatch: str):
     """ReadRequests for every match, after every shape and dtype check; applies the policies."""
@@ -362,8 +405,7 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
             if have == info.dtype:
                 continue
             problem = "%s (%s) <- %r (%s)" % (part_name, have.name, match.key, info.dtype.name)
-            castable = all(d.is_floating or d.is_integer or d.is_complex for d in (have, info.dtype))
-            if on_dtype_mismatch == "cast" and castable:
+            if _castable(info.dtype, have, on_dtype_mismatch):
                 casts[part_name] = "%s -> %s" % (info.dtype.name, have.name)
             else:
                 dtype_errors.append("  " + problem)
@@ -381,9 +423,28 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
         raise DTypeMismatchError(
             "%d variable(s) do not have the dtype of the checkpoint tensor mapped to them (model <- "
             "checkpoint):\n%s\nNothing was assigned. Create the variables with the checkpoint's dtype, "
-            "pass on_dtype_mismatch=\"cast\" to convert numeric tensors (reported), or ignore=[...]."
-            % (len(dtype_errors), "\n".join(dtype_errors)))
+            "pass on_dtype_mismatch=\"cast\" to convert float -> float and int -> wider int (reported), "
+            "on_dtype_mismatch=\"unsafe_cast\" to cast any numeric pair as tf.cast does (it may wrap, "
+            "truncate or drop imaginary parts), or ignore=[...]." % (len(dtype_errors), "\n".join(dtype_errors)))
     return requests, skipped, casts
+
+
+def _castable(source: tf.dtypes.DType, target: tf.dtypes.DType, policy: str) -> bool:
+    """Whether `policy` allows casting checkpoint dtype `source` into a `target` variable."""
+    numeric = all(d.is_floating or d.is_integer or d.is_complex or d == tf.bool for d in (source, target))
+    if policy == "unsafe_cast":
+        return numeric
+    if policy != "cast":
+        return False
+    if source.is_floating and target.is_floating:
+        return True
+    if source.is_integer and target == tf.float64:
+        return source.size <= 4  # every int32 is exactly a float64; not every int64 is
+    if source.is_integer and target.is_integer:
+        if source.is_unsigned == target.is_unsigned:
+            return target.size > source.size
+        return source.is_unsigned and target.size > source.size  # uint8 -> int16 keeps every value
+    return False
 
 
 def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:
@@ -409,21 +470,74 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
 
 def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[Transform]]],
                      batch_bytes: int) -> None:
-    # Every byte that will be assigned passes its crc32c check before the first assignment,
-    # so that damaged data fails while no variable has changed.
-    ckpt.index.verify({r.key for _, r, _ in requests})
+    # Every byte that will be assigned passed its crc32c check in _plan, before the first
+    # assignment, so that damaged data fails while no variable has changed.
+    session = None if tf.executing_eagerly() else _tf1_session([v for v, _, _ in requests], ckpt.prefix)
     position = 0
     for batch in batches([r for _, r, _ in requests], batch_bytes):
         try:
-            values = ckpt.read(batch)
+            if session is None:
+                _assign_batch(ckpt, batch, requests[position:position + len(batch)])
+            else:
+                with session.graph.as_default():
+                    ops = _assign_batch(ckpt, batch, requests[position:position + len(batch)])
+                _run(session, ops, ckpt, batch)
         except CorruptCheckpointError as e:
             if position:
                 raise CorruptCheckpointError(
                     "%s Checkpoint %s changed while it was being read: %d variable(s) were already "
                     "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
             raise
-        for (variable, _, transform), value in zip(requests[position:position + len(batch)], values):
-            if value.dtype != _compat.variable_dtype(variable):
-                value = tf.cast(value, _compat.variable_dtype(variable))
-            variable.assign(value if transform is None else transform(value))
         position += len(batch)
+
+
+def _assign_now(variable: Any, value: Any, prefix: str) -> None:
+    op = assign(variable, value)
+    if not tf.executing_eagerly():
+        _tf1_session([variable], prefix).run(op)
+
+
+def _assign_batch(ckpt: CheckpointFile, batch: List[ReadRequest],
+                  requests: List[Tuple[Any, ReadRequest, Optional[Transform]]]) -> List[Any]:
+    """Reads one batch and assigns it (eager), or returns the ops that do (TF1 graph mode)."""
+    ops = []
+    for (variable, _, transform), value in zip(requests, ckpt.read(batch)):
+        if value.dtype != _compat.variable_dtype(variable):
+            value = tf.cast(value, _compat.variable_dtype(variable))
+        ops.append(assign(variable, value if transform is None else transform(value)))
+    return ops
+
+
+def assign(variable: Any, value: Any) -> Any:
+    """`variable.assign(value)` without reading the variable back: reading a SyncOnRead
+    variable (batch-norm statistics) under MultiWorkerMirroredStrategy is a collective."""
+    if isinstance(variable, tf.Variable):
+        return variable.assign(value, read_value=False)
+    return variable.assign(value)
+
+
+def _tf1_session(variables: List[Any], prefix: str) -> Any:
+    """The session whose graph holds `variables` (TF1 behaviour: assign ops run there)."""
+    graph = variables[0].graph if variables else tf.compat.v1.get_default_graph()
+    session = tf.compat.v1.get_default_session()
+    if session is not None and session.graph is graph:
+        return session
+    import tf_keras
+
+    if tf_keras.backend.get_graph() is graph:
+        return tf_keras.backend.get_session()
+    raise LegacyCheckpointError(
+        "Warm start from %s in TF1 graph mode (tf.compat.v1.disable_v2_behavior()): the variables live in a graph "
+        "with no session to assign them in. Call warm_start inside `with tf.compat.v1.Session(graph=...) as "
+        "sess:` (after running the variable initializers), or use the tf_keras backend session "
+        "(tf_keras.backend.get_session())." % prefix)
+
+
+def _run(session: Any, ops: List[Any], ckpt: CheckpointFile, batch: List[ReadRequest]) -> None:
+    try:
+        session.run(ops)
+    except (tf.errors.OpError, IndexError) as e:
+        raise CorruptCheckpointError(
+            "Reading %s from checkpoint %s failed: %s. The data files are damaged (bit rot or a partial copy); copy "
+            "the checkpoint again from its source." % (", ".join(r.key for r in batch[:5]), ckpt.prefix,
+                                                        str(e).strip().splitlines()[0])) from None

@@ -1,0 +1,127 @@
+"""A warm start that would load nothing raises; dtype casts are value-preserving unless asked."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_legacy_ckpt as klc
+from tests import tf2_models
+from tests.tf1_programs import mlp, v1
+
+# checkpoint dtype, variable dtype: pairs "cast" converts without losing a value.
+SAFE = [("float16", "float32"), ("bfloat16", "float32"), ("float64", "float32"), ("int32", "int64"),
+        ("uint8", "int16"), ("int16", "float64"), ("uint32", "uint64")]
+# ... and pairs it refuses: complex->real, float->int, narrowing or sign-changing ints, bool<->number.
+UNSAFE = [("complex64", "float32"), ("float32", "int32"), ("int64", "int32"), ("uint64", "int32"),
+          ("int32", "uint32"), ("int8", "uint16"), ("bool", "float32"), ("float32", "bool"), ("int64", "float64")]
+VALUES = {
+    "float16": [1.5, -2.25, 65504.0], "bfloat16": [1.5, -2.25, 3.0e38], "float64": [1.0 / 3, -1e-40, 1e300],
+    "float32": [1.7, -2.6, 3e9], "int32": [7, -8, 2**31 - 1], "uint8": [0, 200, 255], "int16": [-32768, 5, 32767],
+    "uint32": [0, 2**32 - 1, 12], "complex64": [1 + 2j, -3j, 4], "int64": [2**40 + 1, -5, 2**62],
+    "uint64": [2**63 + 5, 1, 2**32 + 7], "int8": [-128, 3, 127], "bool": [True, False, True],
+}
+
+
+def _dtype_name(source, target):
+    return "%s_to_%s" % (source, target)
+
+
+@pytest.fixture(scope="module")
+def dtype_ckpt(tmp_path_factory):
+    """A TF1 checkpoint with one variable per (checkpoint dtype, variable dtype) pair; TF1's Saver writes it."""
+    prefix = str(tmp_path_factory.mktemp("dtypes") / "model.ckpt")
+    with tf.Graph().as_default():
+        for source, target in SAFE + UNSAFE:
+            v1.get_variable(_dtype_name(source, target), initializer=tf.constant(VALUES[source], tf.as_dtype(source)))
+        v1.train.get_or_create_global_step()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, prefix, global_step=1)
+    return prefix
+
+
+class Variables(tf.Module):
+    def __init__(self, pairs):
+        super().__init__()
+        self.vars = [tf.Variable(tf.zeros([3], tf.as_dtype(target)), name=_dtype_name(source, target))
+                     for source, target in pairs]
+
+
+def _expected(prefix, source, target):
+    return tf.cast(tf.train.load_checkpoint(prefix).get_tensor(_dtype_name(source, target)), target).numpy()
+
+
+@pytest.mark.parametrize("source,target", SAFE)
+def test_cast_converts_value_preserving_pairs_like_tf_cast(dtype_ckpt, source, target):
+    model = Variables([(source, target)])
+    report = klc.warm_start(model, dtype_ckpt, {_dtype_name(source, target): _dtype_name(source, target)},
+                            on_dtype_mismatch="cast")
+    assert report.casts == {_dtype_name(source, target): "%s -> %s" % (source, target)}
+    np.testing.assert_array_equal(model.vars[0].numpy(), _expected(dtype_ckpt, source, target))
+    if source not in ("float64", "bfloat16"):  # the others hold every value exactly
+        np.testing.assert_array_equal(model.vars[0].numpy(), np.asarray(VALUES[source]).astype(target))
+
+
+@pytest.mark.parametrize("source,target", UNSAFE)
+def test_cast_refuses_lossy_pairs_and_unsafe_cast_does_what_tf_cast_does(dtype_ckpt, source, target):
+    name = _dtype_name(source, target)
+    model = Variables([(source, target)] + SAFE)
+    before = [v.numpy().copy() for v in model.vars]
+    with pytest.raises(klc.DTypeMismatchError, match=r"%s \(%s\) <- '%s' \(%s\)" % (name, target, name, source)):
+        klc.warm_start(model, dtype_ckpt, {"/": "/"}, on_dtype_mismatch="cast", strict=False)
+    for variable, value in zip(model.vars, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+    report = klc.warm_start(model, dtype_ckpt, {"/": "/"}, on_dtype_mismatch="unsafe_cast", strict=False)
+    assert report.casts[name] == "%s -> %s" % (source, target)
+    np.testing.assert_array_equal(model.vars[0].numpy(), _expected(dtype_ckpt, source, target))
+
+
+def test_uint64_into_int32_would_wrap(dtype_ckpt):
+    wrapped = _expected(dtype_ckpt, "uint64", "int32")
+    assert wrapped[2] == 7  # 2**32 + 7 wraps to 7: why "cast" refuses the pair
+
+
+def test_empty_map_is_an_assignment_map_error(mlp_ckpt):
+    model = tf2_models.ShimModule(mlp, 5)
+    model.warm_up()
+    before = tf2_models.values(model)
+    for strict in (True, False):
+        with pytest.raises(klc.AssignmentMapError, match="maps nothing"):
+            klc.warm_start(model, mlp_ckpt[0], {}, strict=strict)
+    _assert_unchanged(model, before)
+
+
+def _assert_unchanged(model, before):
+    after = tf2_models.values(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("assignment_map,closest", [
+    ({"nte/": "backbone/"}, "closest: net/"),                        # a misspelt checkpoint scope
+    ([(r"^nothing_matches/", "backbone/")], None),                   # rules that rename nothing
+    (lambda key: None, None),                                        # a callable that maps nothing
+])
+def test_a_map_that_loads_nothing_raises_even_when_not_strict(mlp_ckpt, assignment_map, closest):
+    model = tf2_models.ShimModule(mlp, 5)
+    model.warm_up()
+    before = tf2_models.values(model)
+    with pytest.raises(klc.MissingVariablesError, match="would assign no variable") as raised:
+        klc.warm_start(model, mlp_ckpt[0], assignment_map, strict=False)
+    message = str(raised.value)
+    assert "checkpoint scopes: net/ (" in message and "model scopes:      backbone/ (8)" in message
+    assert "{'net/': 'backbone/net/'}" in message or "{'/': 'backbone/'}" in message, message
+    if closest:
+        assert closest in message
+    _assert_unchanged(model, before)
+
+
+def test_everything_ignored_or_skipped_is_nothing_loaded(mlp_ckpt):
+    model = tf2_models.ShimModule(mlp, 5, outer_scope="other")
+    model.warm_up()
+    with pytest.raises(klc.MissingVariablesError, match="would assign no variable"):
+        klc.warm_start(model, mlp_ckpt[0], {"/": "other/"}, ignore=[".*"])
+    with pytest.raises(klc.MissingVariablesError, match="skipped for its shape"):
+        klc.warm_start(tf2_models.ShimModule(mlp, 7, outer_scope="other"), mlp_ckpt[0],
+                       {"net/hidden/kernel": "other/net/hidden/kernel"},
+                       on_shape_mismatch="skip", strict=False)
