@@ -44,7 +44,8 @@ def _read(variable: Any) -> Any:
         import tf_keras
 
         return tf_keras.backend.get_value(variable)
-    return np.asarray(variable)
+    # .numpy(): np.asarray() refuses tf.distribute's MirroredVariable.
+    return variable.numpy() if hasattr(variable, "numpy") else np.asarray(variable)
 
 
 def resume_reason(model: Any) -> Optional[str]:

@@ -6,6 +6,7 @@ processes on loopback (marked `multiprocess`: `pytest -m multiprocess` runs them
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -211,5 +212,24 @@ def test_multi_worker_unreadable_checkpoint_fails_every_worker_without_hanging(t
     results = _run_workers([prefix, str(tmp_path / "missing" / "model.ckpt")], str(tmp_path / "tf2"))
     (code0, result0, err0), (code1, result1, err1) = results
     assert code1 == 3 and result1["error"] == "CheckpointNotFoundError", err1
+    assert code0 == 3 and "failed on 1 other replica" in result0["message"], err0
+    assert not os.path.exists(tmp_path / "tf2")
+
+
+@pytest.mark.multiprocess
+def test_multi_worker_bad_crc_on_one_worker_fails_every_worker_before_assigning(tmp_path, mlp_ckpt):
+    prefix, _ = mlp_ckpt
+    damaged = str(tmp_path / "damaged" / os.path.basename(prefix))
+    os.makedirs(os.path.dirname(damaged))
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(prefix + suffix, damaged + suffix)
+    entry = klc.bundle_index.read_bundle_index(damaged).entries[b"net/hidden/kernel"]
+    with open(damaged + ".data-00000-of-00001", "r+b") as f:  # same size, one bit flipped
+        f.seek(entry.offset + entry.size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x10]))
+    (code0, result0, err0), (code1, result1, err1) = _run_workers([prefix, damaged], str(tmp_path / "tf2"))
+    assert code1 == 3 and result1["error"] == "CorruptCheckpointError" and "crc" in result1["message"].lower(), err1
     assert code0 == 3 and "failed on 1 other replica" in result0["message"], err0
     assert not os.path.exists(tmp_path / "tf2")
