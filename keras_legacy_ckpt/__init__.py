@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 # The modeling shim and TF1-style layers, from tf_keras: present whether or not
 # TF_USE_LEGACY_KERAS=1 is set (tf.compat.v1.keras.utils has the shim only when it is).
+# Our shim is tf_keras's with auto-names (dense, dense_1, ...) kept the same on every call.
 track_tf1_style_variables = _compat.track_tf1_style_variables_decorator()
 v1_layers = _compat.v1_layers_module()
 

@@ -8,17 +8,79 @@ unless the caller already has.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
-from typing import Any, Tuple
+import threading
+from typing import Any, Iterator, Tuple
 
 import tensorflow as tf
 
+# `uses_shim` recognises shim methods by this decorator name (tf_keras's and ours).
+SHIM_DECORATOR_NAME = "track_tf1_style_variables"
 
-def track_tf1_style_variables_decorator():
+
+def tf_keras_track_tf1_style_variables():
+    """tf_keras's own shim decorator (what tf.compat.v1.keras.utils has under TF_USE_LEGACY_KERAS=1)."""
     from tf_keras.api._v1.keras.utils import track_tf1_style_variables
 
     return track_tf1_style_variables
+
+
+def track_tf1_style_variables_decorator():
+    """The decorator exported as `klc.track_tf1_style_variables`: tf_keras's, with stable names."""
+    return track_tf1_style_variables
+
+
+def track_tf1_style_variables(method):
+    """tf_keras's `track_tf1_style_variables`, plus auto-names that do not drift between calls.
+
+    TF1 layers without a name (`v1_layers.dense(x, 4)`) open `variable_scope(None,
+    default_name="dense")`, which picks `dense`, `dense_1`, ... from per-scope counters in
+    the variable scope store. In TF1 that store belongs to the graph, which the program
+    builds once. Eagerly one store (per thread) serves the whole process, and tf.function
+    graphs share it, so every call, trace and unrelated TF1-style code moves the counters
+    on, and the next call names, and creates, `dense_1/kernel` instead of reusing
+    `dense/kernel`.
+
+    Each outermost shim call here runs with empty counters, as if the TF1 code were built
+    in a fresh graph, and the process-wide counters are put back afterwards. A shim call
+    nested in another shares the outer call's counters, as TF1 code calling TF1 code in one
+    graph does.
+    """
+    tracked = tf_keras_track_tf1_style_variables()(method)
+
+    def with_stable_names(self, *args, **kwargs):
+        with fresh_tf1_name_counters():
+            return tracked(self, *args, **kwargs)
+
+    return tf.__internal__.decorator.make_decorator(
+        target=method, decorator_func=with_stable_names, decorator_name=SHIM_DECORATOR_NAME)
+
+
+_shim_calls = threading.local()  # per thread, like the variable scope store itself
+
+
+@contextlib.contextmanager
+def fresh_tf1_name_counters() -> Iterator[None]:
+    """Empty variable-scope name counters for the outermost shim call on this thread."""
+    depth = getattr(_shim_calls, "depth", 0)
+    _shim_calls.depth = depth + 1
+    try:
+        if depth:
+            yield  # nested: keep counting in the outer call's fresh counters
+            return
+        from tensorflow.python.ops import variable_scope as vs  # no public API for the counters
+
+        store = vs.get_variable_scope_store()
+        saved = store.variable_scopes_count
+        store.variable_scopes_count = {}
+        try:
+            yield
+        finally:
+            store.variable_scopes_count = saved
+    finally:
+        _shim_calls.depth = depth
 
 
 def v1_layers_module():
@@ -67,7 +129,7 @@ def accepts_training(fn: Any) -> bool:
 def uses_shim(target: Any) -> bool:
     """Whether `target`'s call is decorated with track_tf1_style_variables."""
     decorator = getattr(call_function(target), "_tf_decorator", None)
-    return getattr(decorator, "decorator_name", None) == "track_tf1_style_variables"
+    return getattr(decorator, "decorator_name", None) == SHIM_DECORATOR_NAME
 
 
 def call_function(target: Any) -> Any:

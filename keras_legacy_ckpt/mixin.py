@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import re
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -55,23 +55,27 @@ class LegacyCheckpointMixin:
         """
         if not self._needs_warm_up():
             return
-        if not args and not kwargs:
-            if self.warm_up_input_spec is None:
-                raise LegacyCheckpointError(
-                    "%s has not created its variables yet and has no warm_up_input_spec. Set "
-                    "`warm_up_input_spec = tf.TensorSpec([None, ...])` on the class, or pass a "
-                    "sample input: `layer.warm_up(x)`, or `sample_input=x` to warm_start / "
-                    "WarmStartFromTF1." % _describe(self))
-            args = (zeros_like_spec(self.warm_up_input_spec),)
-            try:
-                call_preserving_values(self, *args, **kwargs)
-            except TypeError as e:
-                raise LegacyCheckpointError(
-                    "Warming up %s with one input built from warm_up_input_spec failed: %s. If its call takes "
-                    "more arguments, call warm_up(x, ...) yourself or pass sample_input to the model."
-                    % (_describe(self), e)) from e
+        if args or kwargs:
+            call_preserving_values(self, *args, **kwargs)
             return
-        call_preserving_values(self, *args, **kwargs)
+        if self.warm_up_input_spec is None:
+            raise LegacyCheckpointError(
+                "%s has not created its variables yet and has no warm_up_input_spec. Set "
+                "`warm_up_input_spec = tf.TensorSpec([None, ...])` on the class, or pass a "
+                "sample input: `layer.warm_up(x)`, or `sample_input=x` to warm_start / "
+                "WarmStartFromTF1." % _describe(self))
+        with self._explaining_spec_input_errors():
+            call_preserving_values(self, zeros_like_spec(self.warm_up_input_spec))
+
+    @contextlib.contextmanager
+    def _explaining_spec_input_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except TypeError as e:
+            raise LegacyCheckpointError(
+                "Warming up %s with one input built from warm_up_input_spec failed: %s. If its call takes "
+                "more arguments, call warm_up(x, ...) yourself or pass sample_input to the model."
+                % (_describe(self), e)) from e
 
     def legacy_variables(self) -> Dict[str, tf.Variable]:
         """Maps legacy (TF1) name -> variable for every variable this object tracks."""
@@ -191,23 +195,112 @@ def _values_preserved(existing: List[Any]) -> Iterator[None]:
             variable.assign(value)
 
 
+def _with_training_false(target: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    if "training" not in kwargs and _compat.accepts_training(_compat.call_function(target)):
+        return dict(kwargs, training=False)
+    return kwargs
+
+
+def _values_of_target_preserved(target: Any) -> contextlib.AbstractContextManager:
+    existing = variables_of(target) if _compat.is_keras3_layer(target) or isinstance(target, tf.Module) else []
+    return _values_preserved(existing)
+
+
 def call_preserving_values(target: Any, *args: Any, **kwargs: Any) -> Any:
     """Calls `target(*args, **kwargs)` (training=False when accepted); variables keep their values."""
-    if "training" not in kwargs and _compat.accepts_training(_compat.call_function(target)):
-        kwargs["training"] = False
-    existing = variables_of(target) if _compat.is_keras3_layer(target) or isinstance(target, tf.Module) else []
-    with _values_preserved(existing):
+    kwargs = _with_training_false(target, kwargs)
+    with _values_of_target_preserved(target):
         return target(*args, **kwargs)
 
 
 def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:
-    """Makes sure `target`'s variables exist: calls it on `sample_input` if given and
-    needed, else warms up each mixin inside it from its `warm_up_input_spec`."""
-    mixins = mixins_of(target)
+    """Makes sure `target`'s variables exist and that calling it again creates no more.
+
+    Calls `target` on `sample_input` if given (when its variables are not there yet), else
+    warms up each mixin inside it from its `warm_up_input_spec`. Where the shim is used, a
+    second pass then must create nothing (see `_check_second_pass_creates_nothing`). Every
+    variable keeps its value.
+
+    Raises:
+        LegacyCheckpointError: the second pass created variables (TF1 auto-names drifting).
+    """
     if sample_input is not None:
         unbuilt = (_compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target)) and not target.built
-        if unbuilt or any(m._needs_warm_up() for m in mixins) or not variables_of(target):
-            call_preserving_values(target, sample_input)
+        first_pass = unbuilt or any(m._needs_warm_up() for m in mixins_of(target)) or not variables_of(target)
+        _warm_up_and_check(target, (sample_input,), first_pass)
         return
-    for mixin in mixins:
+    for mixin in mixins_of(target):
         mixin.warm_up()
+    _check_mixins_from_their_specs(target)
+
+
+def _check_mixins_from_their_specs(target: Any) -> None:
+    """The second-pass check for each outermost shim-using mixin that has a warm_up_input_spec.
+
+    A mixin called from inside another shim method is not called on its own: alone it would
+    be another TF1 program, with its own fresh name counters (see
+    `_compat.track_tf1_style_variables`), and could name its layers differently.
+    """
+    not_alone = {id(m) for shim in _modules_using_shim(target) for m in _submodules(shim)}
+    for mixin in mixins_of(target):  # outermost first
+        if id(mixin) in not_alone or mixin.warm_up_input_spec is None or not _modules_using_shim(mixin):
+            continue
+        with mixin._explaining_spec_input_errors():
+            _warm_up_and_check(mixin, (zeros_like_spec(mixin.warm_up_input_spec),), first_pass=False)
+        not_alone.update(id(m) for m in _submodules(mixin))  # checked within this pass
+
+
+def _submodules(target: Any) -> List[Any]:
+    return list(target.submodules) if isinstance(target, tf.Module) else []
+
+
+def _modules_using_shim(target: Any) -> List[Any]:
+    """`target` and the modules inside it that have a `track_tf1_style_variables` method."""
+    return [m for m in [target, *_submodules(target)] if _compat.uses_shim(m)]
+
+
+def _warm_up_and_check(target: Any, args: Tuple[Any, ...], first_pass: bool) -> None:
+    """The warm-up pass (if `first_pass`), then, where the shim is used, the stability check.
+
+    Both passes run under one snapshot of the variable values (one copy and one restore
+    for the two), and a failed check leaves every variable as it was.
+    """
+    check = bool(_modules_using_shim(target))  # plain Keras layers create variables in build() only
+    if not first_pass and not check:
+        return
+    kwargs = _with_training_false(target, {})
+    with _values_of_target_preserved(target):
+        if first_pass:
+            target(*args, **kwargs)
+        if check:
+            _check_second_pass_creates_nothing(target, args, kwargs)
+
+
+def _check_second_pass_creates_nothing(target: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    """Calls `target` again and raises if that created variables.
+
+    The shim looks its variables up by name on every call. TF1 layers without a name take
+    auto-names (`dense`, `dense_1`, ...) from counters that, under tf_keras's own decorator,
+    keep counting across calls; the next call then creates `dense_1/kernel` and runs on
+    fresh random weights while the warm-started `dense/kernel` sits unused. Only this
+    second pass shows it, so it runs before anything is loaded.
+    """
+    before = {id(v) for v in variables_of(target)}
+    target(*args, **kwargs)
+    created = [v for v in variables_of(target) if id(v) not in before]
+    if created:
+        raise _names_drift_error(target, created)
+
+
+def _names_drift_error(target: Any, created: List[Any]) -> LegacyCheckpointError:
+    names = sorted(default_legacy_name(v) for v in created)
+    shown = ", ".join(names[:12]) + (", ... and %d more" % (len(names) - 12) if len(names) > 12 else "")
+    return LegacyCheckpointError(
+        "Calling %s a second time created %d new variable(s): %s. Its TF1 layers take auto-names "
+        "(dense, dense_1, ...) that change from call to call, so after a warm start the next call "
+        "would run on new random weights instead of the checkpoint's. Nothing was loaded. Fix: "
+        "wrap the TF1 code inside the decorated method in `with tf.compat.v1.variable_scope(\"<name>\"):` "
+        "(leaving a variable scope resets the auto-name counters inside it; then map the checkpoint "
+        "with {\"/\": \"<name>/\"}), or decorate the method with klc.track_tf1_style_variables instead "
+        "of tf_keras's own (it keeps auto-names stable), or pass name= to every TF1 layer."
+        % (_describe(target), len(created), shown))
