@@ -51,11 +51,37 @@ def track_tf1_style_variables(method):
     tracked = tf_keras_track_tf1_style_variables()(method)
 
     def with_stable_names(self, *args, **kwargs):
+        if getattr(self, "_tf1_style_var_store", None) is None:
+            self._tf1_style_var_store = _sharded_aware_variable_store()
         with fresh_tf1_name_counters():
             return tracked(self, *args, **kwargs)
 
     return tf.__internal__.decorator.make_decorator(
         target=method, decorator_func=with_stable_names, decorator_name=SHIM_DECORATOR_NAME)
+
+
+def _sharded_aware_variable_store() -> Any:
+    """tf_keras's shim variable store, able to reuse a ShardedVariable on the next call.
+
+    Under ParameterServerStrategy with a variable_partitioner the shim's get_variable
+    creates ShardedVariables; tf_keras's store then fails on every later call, when it
+    checks the existing variable's `get_shape()`, which a ShardedVariable lacks.
+    """
+    from tf_keras.src.legacy_tf_layers.variable_scope_shim import _EagerVariableStore
+
+    class ShardedAwareVariableStore(_EagerVariableStore):
+        def _get_single_variable(self, name, shape=None, dtype=tf.float32, **kwargs):
+            found = self._vars.get(name)
+            if found is None or hasattr(found, "get_shape"):
+                return super()._get_single_variable(name, shape=shape, dtype=dtype, **kwargs)
+            if not tf.TensorShape(shape).is_compatible_with(found.shape) or not tf.as_dtype(
+                    dtype).is_compatible_with(found.dtype):
+                raise ValueError("Trying to share variable %s, but specified shape %s and dtype %s and found shape "
+                                 "%s and dtype %s." % (name, shape, tf.as_dtype(dtype).name, found.shape,
+                                                       found.dtype.name))
+            return found
+
+    return ShardedAwareVariableStore()
 
 
 _shim_calls = threading.local()  # per thread, like the variable scope store itself

@@ -184,7 +184,9 @@ def _values_preserved(existing: List[Any]) -> Iterator[None]:
     def snapshot_new(next_creator, **kwargs):
         variable = next_creator(**kwargs)
         if tf.executing_eagerly():
-            saved.append((variable, tf.identity(variable.read_value())))
+            # convert_to_tensor, not read_value(): a ShardedVariable (ParameterServerStrategy
+            # with a variable_partitioner) has no read_value.
+            saved.append((variable, tf.identity(tf.convert_to_tensor(variable))))
         return variable
 
     try:

@@ -114,6 +114,24 @@ PS_PROGRAM = textwrap.dedent('''
     klc.restore_object_checkpoint(fresh, save.latest_path)
     for a, b in zip(model.weights, fresh.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    # A shim model's get_variable weights become ShardedVariables too: warm-up, warm start, next calls.
+    from tests import tf2_models
+    from tests.tf1_programs import mlp
+    mlp_prefix, mlp_values = tf1_programs.save_tf1_checkpoint(os.path.join(workdir, "mlp"), mlp, 5)
+    with strategy.scope():
+        shim = tf2_models.ShimModel(mlp, 5)
+    report = klc.warm_start(shim, mlp_prefix, {"/": "backbone/"})
+    assert report.loaded["backbone/net/hidden/kernel/part_1"] == "net/hidden/kernel", report.loaded
+    for key in ("net/hidden/kernel", "net/bn/moving_variance", "net/logits/bias"):
+        shards = [v.numpy() for n, v in sorted(shim.legacy_variables().items())
+                  if n.startswith("backbone/" + key + "/part_")]
+        assert len(shards) == 3, key
+        np.testing.assert_array_equal(np.concatenate(shards), mlp_values[key])
+    reference = tf2_models.ShimModel(mlp, 5)
+    klc.warm_start(reference, mlp_prefix, {"/": "backbone/"})
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    np.testing.assert_allclose(shim(x).numpy(), reference(x).numpy(), rtol=1e-6, atol=1e-6)
     print("PS-OK", flush=True)
 ''')
 
