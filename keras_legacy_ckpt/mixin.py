@@ -133,12 +133,22 @@ def variables_of(target: Any) -> List[Any]:
     else:
         raise TypeError("Expected a tf_keras or Keras 3 Layer/Model or a tf.Module, got %s."
                         % type(target).__name__)
+    if not tf.executing_eagerly():
+        variables += _graph_mode_shim_variables(target)
     seen, unique = set(), []
     for v in variables:
         if id(v) not in seen:
             seen.add(id(v))
             unique.append(v)
     return unique
+
+
+def _graph_mode_shim_variables(target: Any) -> List[Any]:
+    """The shim's get_variable weights in TF1 graph mode (disable_v2_behavior()), where
+    tf_keras keeps them in the shim's variable store but tracks none of them as weights."""
+    modules = [target, *target.submodules] if isinstance(target, tf.Module) else [target]
+    stores = [getattr(m, "_tf1_style_var_store", None) for m in modules]
+    return [v for store in stores if store is not None for v in getattr(store, "_vars", {}).values()]
 
 
 def mixins_of(target: Any) -> List[LegacyCheckpointMixin]:

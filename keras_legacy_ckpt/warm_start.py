@@ -522,10 +522,13 @@ def _tf1_session(variables: List[Any], prefix: str) -> Any:
     session = tf.compat.v1.get_default_session()
     if session is not None and session.graph is graph:
         return session
-    import tf_keras
+    from tf_keras.src import backend
 
-    if tf_keras.backend.get_graph() is graph:
-        return tf_keras.backend.get_session()
+    # The session tf_keras trains in (fit in graph mode), if it has one; not a new one that
+    # would hold values no one else sees.
+    keras_session = getattr(backend._SESSION, "session", None)
+    if keras_session is not None and keras_session.graph is graph:
+        return keras_session
     raise LegacyCheckpointError(
         "Warm start from %s in TF1 graph mode (tf.compat.v1.disable_v2_behavior()): the variables live in a graph "
         "with no session to assign them in. Call warm_start inside `with tf.compat.v1.Session(graph=...) as "
