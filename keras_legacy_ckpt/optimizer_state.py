@@ -3,10 +3,14 @@
 Supported pairs (tf_keras and Keras 3 optimizers alike):
 
 * `tf.compat.v1.train.AdamOptimizer` -> `Adam`: `X/Adam` -> first moment, `X/Adam_1` -> second
-  moment; `iterations` = the number of TF1 Adam steps, read from `beta1_power` (TF1 keeps
-  beta1^(t+1) there). The Keras optimizer's beta_1/beta_2 are checked against
-  `beta1_power`/`beta2_power`; epsilon and the learning rate are not in a TF1 checkpoint: set
-  them as in TF1 (TF1's default epsilon is 1e-8, Keras' 1e-7).
+  moment; `iterations` = t, the number of TF1 Adam steps. TF1 keeps beta1^(t+1) in `beta1_power`
+  (and beta2^(t+1) in `beta2_power`), multiplying by beta each step in float32, so 0.9^t reaches 0
+  after ~830 steps and 0.999^t after ~87,000. t is therefore `global_step` when the checkpoint has
+  one that agrees with both powers (minimize(global_step=...) counts Adam's steps), else it is read
+  from the powers that have not underflowed; when neither tells t, it is an error. The Keras
+  optimizer's beta_1/beta_2 are checked against the powers (as long as they have not underflowed);
+  epsilon and the learning rate are not in a TF1 checkpoint: set them as in TF1 (TF1's default
+  epsilon is 1e-8, Keras' 1e-7).
 * `tf.compat.v1.train.MomentumOptimizer` -> `SGD(momentum=...)`: TF1 accumulates
   `accum = momentum * accum + grad` and steps `-lr * accum`; Keras keeps `m = -lr * accum`, so
   the slot is scaled by the optimizer's (constant) learning rate. `iterations` = `global_step`.
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from keras_legacy_ckpt.errors import LegacyCheckpointError, MissingVariablesError
@@ -33,9 +39,12 @@ class OptimizerStatePlan:
     slots: List[Tuple[Any, Any, Any]]
     iterations: int
     optimizer: Any
+    step_source: str = ""  # where `iterations` comes from, e.g. "from global_step"
 
     def summary(self) -> str:
-        return "%s state of %d slot variables, iterations = %d" % (self.kind, len(self.slots), self.iterations)
+        source = " (%s)" % self.step_source if self.step_source else ""
+        return "%s state of %d slot variables, iterations = %d%s" % (self.kind, len(self.slots), self.iterations,
+                                                                      source)
 
 
 def _kind(optimizer: Any) -> str:
@@ -66,15 +75,22 @@ def _ensure_built(optimizer: Any, trainable: List[Any]) -> None:
         optimizer.build(trainable)
 
 
-def _scalar(ckpt: Any, suffix: str) -> Optional[Tuple[str, float]]:
+def _checkpoint_key(ckpt: Any, suffix: str) -> Optional[str]:
+    """The one key named `suffix` or ending in "/`suffix`", None if there is none."""
     keys = [k for k in ckpt.tensors if k == suffix or k.endswith("/" + suffix)]
     if len(keys) > 1:
         raise LegacyCheckpointError("Checkpoint %s has several %s tensors (%s); cannot tell which optimizer's "
                                     "state to migrate." % (ckpt.prefix, suffix, ", ".join(keys)))
-    if not keys:
-        return None
-    value = ckpt.read([_request(keys[0], ckpt)])[0].numpy()
-    return keys[0], float(value)
+    return keys[0] if keys else None
+
+
+def _read_scalar(ckpt: Any, key: str) -> np.generic:
+    return ckpt.read([_request(key, ckpt)])[0].numpy()
+
+
+def _global_step(ckpt: Any) -> Optional[int]:
+    key = _checkpoint_key(ckpt, "global_step")
+    return None if key is None else int(_read_scalar(ckpt, key))
 
 
 def _request(key: str, ckpt: Any):
@@ -88,22 +104,157 @@ def _hyper(optimizer: Any, name: str) -> float:
     return float(value.numpy()) if hasattr(value, "numpy") else float(value)
 
 
-def _adam_iterations(optimizer: Any, ckpt: Any) -> int:
-    beta1 = _scalar(ckpt, "beta1_power")
-    if beta1 is None:
-        raise MissingVariablesError("Checkpoint %s has no beta1_power: it was not written by a TF1 AdamOptimizer, "
-                                    "so its Adam state cannot be migrated." % ckpt.prefix)
-    b1 = _hyper(optimizer, "beta_1")
-    steps = int(round(math.log(beta1[1]) / math.log(b1))) - 1
-    beta2 = _scalar(ckpt, "beta2_power")
-    b2 = _hyper(optimizer, "beta_2")
-    for (key, stored), beta in ((beta1, b1), (beta2, b2)):
-        if stored is not None and not math.isclose(stored, beta ** (steps + 1), rel_tol=1e-4):
-            raise LegacyCheckpointError(
-                "The Keras optimizer's betas (beta_1=%g, beta_2=%g) do not match checkpoint %s: %s = %g is not "
-                "beta^%d. Create the Keras Adam with the TF1 optimizer's beta1/beta2." % (
-                    b1, b2, ckpt.prefix, key, stored, steps + 1))
-    return steps
+# Beyond this many steps (16 MB of float32 powers; ~4 million steps, which only betas above
+# 0.99998 leave above 0) a power is computed in float64, within the rounding tolerance.
+_MAX_SIMULATED_STEPS = 1 << 22
+
+
+def _tf1_powers(beta: float, dtype: Any, count: int) -> np.ndarray:
+    """What a TF1 Adam beta power holds after 0, 1, ..., count - 1 steps, cut where it becomes 0.
+
+    TF1 starts at beta and multiplies by beta after each step, rounding each product to `dtype`;
+    np.multiply.accumulate does exactly that, one element after the other. TensorFlow flushes
+    results below the smallest normal number to 0 (numpy keeps them as denormals), and so do we.
+    """
+    tiny = np.finfo(dtype).tiny
+    if beta <= 0:
+        count = min(count, 1)
+    else:  # beyond this many steps the power is 0 (1% more than exact: rounding may delay it a little)
+        count = min(count, int(math.log(tiny) / math.log(beta) * 1.01) + 2)
+    powers = np.multiply.accumulate(np.full(min(count, _MAX_SIMULATED_STEPS), beta, dtype=dtype))
+    powers[powers < tiny] = 0
+    return powers
+
+
+@dataclasses.dataclass(frozen=True)
+class _BetaPower:
+    """TF1 Adam's `beta1_power` or `beta2_power` as stored, and the Keras beta it should be a power of."""
+
+    key: str  # the checkpoint key
+    hyperparameter: str  # the Keras name of the beta: "beta_1" or "beta_2"
+    beta: float  # as TF1 keeps it: rounded to `dtype`
+    stored: float
+    dtype: Any  # float32 in TF1
+
+    @property
+    def informative(self) -> bool:
+        """False once it underflowed: 0, or a denormal where flush-to-zero was off (it then stops moving)."""
+        return self.stored >= np.finfo(self.dtype).tiny
+
+    def tf1_value_after(self, steps: int) -> float:
+        powers = _tf1_powers(self.beta, self.dtype, steps + 1)
+        if steps < len(powers):
+            return float(powers[steps])
+        if len(powers) < _MAX_SIMULATED_STEPS:  # it underflowed before
+            return 0.0
+        value = self.beta ** (steps + 1)
+        return value if value >= np.finfo(self.dtype).tiny else 0.0
+
+    def agrees_with(self, steps: int) -> bool:
+        """Whether TF1 with this beta would hold this value after `steps` steps.
+
+        Equal on CPUs. The tolerance admits other rounding (each of the steps + 1 products is off by at
+        most half an ulp), yet still tells betas apart that differ in float32: a relative difference d
+        in beta is (steps + 1) * d in its power. An underflowed power agrees with any t past underflow.
+        """
+        tiny = float(np.finfo(self.dtype).tiny)
+        tolerance = (steps + 1) * float(np.finfo(self.dtype).eps)
+        stored = self.stored if self.informative else 0.0
+        expected = self.tf1_value_after(steps)
+        if stored == 0 or expected == 0:
+            return max(stored, expected) <= tiny * (1 + tolerance)
+        return abs(stored - expected) <= tolerance * expected
+
+    def steps(self) -> Optional[int]:
+        """The step count whose TF1 value is closest to the stored one; None once it underflowed."""
+        if not self.informative:
+            return None
+        powers = _tf1_powers(self.beta, self.dtype, sys.maxsize)
+        if len(powers) == _MAX_SIMULATED_STEPS and self.stored < powers[-1]:
+            return round(math.log(self.stored) / math.log(self.beta)) - 1
+        return int(np.argmin(np.abs(powers - np.asarray(self.stored, self.dtype))))
+
+
+def _beta_powers(optimizer: Any, ckpt: Any) -> List[_BetaPower]:
+    powers = []
+    for name, hyperparameter in (("beta1_power", "beta_1"), ("beta2_power", "beta_2")):
+        beta = _hyper(optimizer, hyperparameter)
+        if not 0 <= beta < 1:
+            raise LegacyCheckpointError("Adam's %s must be in [0, 1) to migrate TF1 Adam state from %s; got %g."
+                                        % (hyperparameter, ckpt.prefix, beta))
+        key = _checkpoint_key(ckpt, name)
+        if key is None:
+            if name == "beta1_power":
+                raise MissingVariablesError(
+                    "Checkpoint %s has no beta1_power: it was not written by a TF1 AdamOptimizer, so its Adam "
+                    "state cannot be migrated. Leave optimizer_state off to load the weights only." % ckpt.prefix)
+            continue
+        dtype = ckpt.tensors[key].dtype.as_numpy_dtype
+        # TF1 keeps its beta as a `dtype` constant: compare powers of that, not of the Python float.
+        powers.append(_BetaPower(key, hyperparameter, float(dtype(beta)), float(_read_scalar(ckpt, key)), dtype))
+    return powers
+
+
+def _adam_steps(optimizer: Any, ckpt: Any) -> Tuple[int, str]:
+    """The number of TF1 Adam steps t, and where it was read from; checks the betas on the way.
+
+    global_step is t when Adam's minimize() incremented it, which the beta powers confirm. Otherwise
+    (no global_step, or one Adam did not count) the powers that have not underflowed tell t: beta1's
+    first, as it resolves t best. A global_step that disagrees is overruled only when it is 0 (never
+    incremented) or both powers tell the same t: with one power alone, wrong betas are as likely.
+    """
+    powers = _beta_powers(optimizer, ckpt)
+    global_step = _global_step(ckpt)
+    if global_step is not None and all(p.agrees_with(global_step) for p in powers):
+        return global_step, "from global_step"
+    informative = sorted((p for p in powers if p.informative), key=lambda p: p.beta)
+    inferred = informative[0].steps() if informative else None
+    consistent = inferred is not None and all(p.agrees_with(inferred) for p in powers)
+    if global_step is None:
+        if inferred is None:
+            raise _unknown_steps_error(ckpt, powers)
+        if not consistent:
+            raise _beta_mismatch_error(ckpt, powers, inferred, "read from " + informative[0].key)
+        return inferred, "from " + informative[0].key
+    if consistent and (global_step == 0 or len(informative) == len(powers)):
+        return inferred, "from %s; global_step = %d did not count Adam's steps" % (informative[0].key, global_step)
+    raise _beta_mismatch_error(ckpt, powers, global_step, "its global_step",
+                               _global_step_hint(ckpt, powers_fit_another_t=consistent, underflowed=inferred is None))
+
+
+def _global_step_hint(ckpt: Any, powers_fit_another_t: bool, underflowed: bool) -> str:
+    """What to do when the betas are right and global_step is what is wrong."""
+    if powers_fit_another_t:
+        return ("If they do match, global_step does not count this optimizer's steps (TF1's minimize() was not given "
+                "it): drop it (keras-legacy-ckpt rename %s NEW --exclude '^global_step$') so that the step is read "
+                "from the beta powers." % ckpt.prefix)
+    if underflowed:  # any t past underflow fits the powers
+        return ("If they do match, global_step does not count this optimizer's steps, and the underflowed powers "
+                "cannot tell them: leave optimizer_state off to load the weights only.")
+    return ""
+
+
+def _beta_mismatch_error(ckpt: Any, powers: List[_BetaPower], steps: int, source: str,
+                         hint: str = "") -> LegacyCheckpointError:
+    wrong = [p for p in powers if not p.agrees_with(steps)]
+    betas = ", ".join("%s=%g" % (p.hyperparameter, p.beta) for p in powers)
+    details = "; ".join("%s = %g, not %s^%d = %g" % (p.key, p.stored, p.hyperparameter, steps + 1,
+                                                     p.tf1_value_after(steps)) for p in wrong)
+    return LegacyCheckpointError(
+        "The Keras optimizer's betas (%s) do not match checkpoint %s after t = %d TF1 Adam steps (%s): %s. Create "
+        "the Keras Adam with the TF1 optimizer's beta1/beta2.%s" % (betas, ckpt.prefix, steps, source, details,
+                                                                    " " + hint if hint else ""))
+
+
+def _unknown_steps_error(ckpt: Any, powers: List[_BetaPower]) -> LegacyCheckpointError:
+    stored = " and ".join("%s = %g" % (p.key, p.stored) for p in powers)
+    return LegacyCheckpointError(
+        "Cannot tell how many steps TF1's AdamOptimizer took from checkpoint %s: it has no global_step, and %s "
+        "have underflowed (TF1 multiplies them by beta in float32 each step: 0.9^t reaches 0 after ~830 steps, "
+        "0.999^t after ~87,000), so Keras Adam's iterations (its bias correction) would be a guess. Re-save the "
+        "checkpoint with an int64 global_step holding the step count (in TF1, train with "
+        "minimize(loss, global_step=tf.compat.v1.train.get_or_create_global_step())), or leave optimizer_state off "
+        "to load the weights only." % (ckpt.prefix, stored))
 
 
 def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, Any]],
@@ -145,11 +296,11 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
             % (len(missing), ckpt.prefix, "\n".join(missing[:20]),
                "AdamOptimizer" if kind == "Adam" else "MomentumOptimizer"))
     if kind == "Adam":
-        iterations = _adam_iterations(optimizer, ckpt)
-    else:
-        step = _scalar(ckpt, "global_step")
-        iterations = int(step[1]) if step else 0
-    return OptimizerStatePlan(kind, slots, iterations, optimizer)
+        iterations, source = _adam_steps(optimizer, ckpt)
+    else:  # Keras' SGD uses iterations only for learning rate schedules
+        global_step = _global_step(ckpt)
+        iterations, source = (global_step, "from global_step") if global_step is not None else (0, "no global_step")
+    return OptimizerStatePlan(kind, slots, iterations, optimizer, source)
 
 
 def _then(transform: Any, scale: Optional[float]):

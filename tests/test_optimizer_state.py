@@ -95,7 +95,7 @@ def test_keras3_resumes_tf1_training_exactly(ckpt_dir, kind):
                               keras.layers.Dense(3, name="logits")], name="net")
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     report = klc.warm_start(model, prefix, optimizer_state=True)
-    assert report.optimizer_state == summary + ", iterations = 4"
+    assert report.optimizer_state == summary + ", iterations = 4 (from global_step)"
     model.fit(X, Y, batch_size=16, epochs=M, shuffle=False, verbose=0)
     _assert_close({v.path: v.numpy() for v in model.weights}, expected)
 
