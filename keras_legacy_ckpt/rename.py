@@ -14,33 +14,56 @@ graph over 2 GB. Here the data is never decoded unless a tensor is transformed:
 
 Everything is written under a temporary prefix next to the destination and moved into
 place at the end, index last, so a crash never leaves a complete-looking partial output.
+The temporary names carry the writer's host and pid, so the next rename to the same
+destination can delete what a killed one left (it can be as large as the checkpoint).
+A `checkpoint` state file is only written when it is ours (see `_record_in_state_file`):
+a training run's state file never starts pointing at a renamed copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import os
 import re
 import shutil
+import socket
 import uuid
+import zlib
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import google_crc32c
 import numpy as np
 import tensorflow as tf
+from absl import logging
+from google.protobuf import text_format
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
-from tensorflow.python.checkpoint import checkpoint_management
+from tensorflow.python.lib.io import file_io
+from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
 from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
-from keras_legacy_ckpt.bundle_index import (BundleIndex, data_file_path, encode_index, masked_crc32c,
-                                            read_bundle_index, rename_slice_key, slice_key_name, tensor_names)
+from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, encode_index, read_bundle_index,
+                                            rename_slice_key, slice_key_name, tensor_names)
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
 
 Progress = Callable[[int, int], None]
 _FICLONE = 0x40049409
-_COPY_CHUNK = 64 * 1024 * 1024
+# One read, write or copy moves at most this much: Linux moves at most 0x7ffff000 bytes
+# (just under 2 GiB) per call and Python returns the short count, so every transfer
+# loops anyway. At 16 MiB malloc reuses the chunk buffers instead of mapping fresh pages.
+_IO_CHUNK = 16 * 1024 * 1024
+# TF1 saves optimizer slots and tf.train.ExponentialMovingAverage shadows as
+# "<variable>/<suffix>", shaped like the variable: they must be transformed with it, or
+# a resumed optimizer or EMA would pair transposed weights with untransposed state.
+_SLOT_SUFFIXES = ("Adam", "Adam_1", "Momentum", "RMSProp", "RMSProp_1", "Adagrad", "ExponentialMovingAverage")
+_STATE_FILE = "checkpoint"
+# TF's reader skips "#" comment lines; TF's writers (Saver, CheckpointManager) drop them,
+# so a state file a training job has rewritten is no longer ours.
+_STATE_FILE_MARK = "# Written by keras_legacy_ckpt.rename_checkpoint; it lists renamed copies only.\n"
+_DATA_OR_INDEX = r"\.(index|data-\d{5}-of-\d{5})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +93,22 @@ def _per_tensor_rules(rules: Optional[Mapping[str, Sequence[int]]], names: Itera
     return found
 
 
+def _with_slots(rules: Dict[str, Tuple[int, ...]], renames: Dict[str, str],
+                sources_of: Dict[str, str]) -> Dict[str, Tuple[int, ...]]:
+    """Extends `{new name: value}` rules to each variable's slot and EMA tensors.
+
+    Slots are found by their source names (`<old>/Adam`), so they follow their variable
+    whatever the mapping renamed them to; a rule that matches a slot's own name wins.
+    """
+    inherited: Dict[str, Tuple[int, ...]] = {}
+    for new, value in rules.items():
+        for suffix in _SLOT_SUFFIXES:
+            slot = renames.get(sources_of[new] + "/" + suffix)
+            if slot is not None:
+                inherited[slot] = value
+    return {**inherited, **rules}
+
+
 def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude: Iterable[str] = (),
                 transpose: Optional[Mapping[str, Sequence[int]]] = None,
                 reshape: Optional[Mapping[str, Sequence[int]]] = None) -> RenamePlan:
@@ -94,8 +133,8 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
                 % (sources_of[new], old, new))
         sources_of[new] = old
         renames[old] = new
-    transposes = _per_tensor_rules(transpose, renames.values(), "transpose")
-    reshapes = _per_tensor_rules(reshape, renames.values(), "reshape")
+    transposes = _with_slots(_per_tensor_rules(transpose, renames.values(), "transpose"), renames, sources_of)
+    reshapes = _with_slots(_per_tensor_rules(reshape, renames.values(), "reshape"), renames, sources_of)
     for new in set(transposes) | set(reshapes):
         _check_transform(index, sources_of[new], new, transposes.get(new), reshapes.get(new))
     return RenamePlan(index, renames, dropped, transposes, reshapes)
@@ -135,14 +174,20 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
 
     Args:
         src: the source checkpoint (prefix, or a directory with a `checkpoint` state file).
-        dst: the destination prefix; a `checkpoint` state file is written next to it.
+        dst: the destination prefix, or a directory (existing, or a path ending in "/") to write
+            `dst/<basename of the source prefix>`. The directory's `checkpoint` state file is
+            made to name the copy only when no training run owns it: when it is absent and no
+            other checkpoint is there, or was written by an earlier rename. A training run's
+            state file (e.g. in the source's own directory) is never changed.
         mapping: a dict of exact names, a dict of scopes ending in "/" (`{"old/": "new/"}`),
             a list of `(regex, replacement)` rules, or a callable `name -> new name or None`.
             Names the mapping does not cover keep their own name; None drops a name.
         dry_run: only work out and return the renames.
         exclude: regexes (`re.search`) of source names to drop.
-        transpose: `{regex on the new name: permutation}`, e.g. `{r"kernel$": (1, 0)}`.
-        reshape: `{regex on the new name: new shape}`.
+        transpose: `{regex on the new name: permutation}`, e.g. `{r"kernel$": (1, 0)}`. A rule for a
+            variable also applies to its slot and EMA tensors (`<name>/Adam`, `/Adam_1`, `/Momentum`,
+            `/RMSProp`, `/RMSProp_1`, `/Adagrad`, `/ExponentialMovingAverage`), whatever their new names.
+        reshape: `{regex on the new name: new shape}`, extended to slots like `transpose`.
         mode: "zero_copy" (pure renames only), "stream", or "auto" (zero-copy when possible).
         overwrite: replace an existing checkpoint at `dst`.
         verify: check the crc32c of every tensor that will be written before writing
@@ -169,10 +214,14 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
 
 
 def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> str:
-    dst_prefix = os.path.abspath(re.sub(r"\.(index|data-\d{5}-of-\d{5})$", "", dst))
+    into_directory = os.path.isdir(dst) or dst.endswith(os.sep)
+    if into_directory:
+        dst = os.path.join(dst, os.path.basename(src_prefix))  # as `cp SRC DIR/` does
+    dst_prefix = os.path.abspath(re.sub(_DATA_OR_INDEX + "$", "", dst))
     if os.path.realpath(dst_prefix) == os.path.realpath(src_prefix):
-        raise LegacyCheckpointError("Refusing to write checkpoint %s over its own source; choose another "
-                                    "destination prefix." % dst_prefix)
+        where = " (the destination is the source's own directory)" if into_directory else ""
+        raise LegacyCheckpointError("Refusing to write checkpoint %s over its own source%s; choose another "
+                                    "destination prefix, e.g. %s_renamed." % (dst_prefix, where, dst_prefix))
     if os.path.exists(dst_prefix + ".index") and not overwrite:
         raise LegacyCheckpointError("Checkpoint %s already exists; pass overwrite=True (--overwrite) to "
                                     "replace it, or choose another destination prefix." % dst_prefix)
@@ -182,7 +231,8 @@ def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> str:
 
 def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> None:
     directory = os.path.dirname(dst_prefix)
-    tmp_prefix = os.path.join(directory, ".%s.tmp-%s" % (os.path.basename(dst_prefix), uuid.uuid4().hex[:12]))
+    _remove_stale_temporaries(dst_prefix)
+    tmp_prefix = _temporary_prefix(dst_prefix)
     try:
         written = write(tmp_prefix)
         old_files = _checkpoint_files(dst_prefix)
@@ -208,7 +258,48 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
                 os.remove(leftover)
             except OSError:
                 pass
-    _add_to_state_file(dst_prefix)
+    _record_in_state_file(dst_prefix)
+
+
+def _host_tag() -> str:
+    # A hash keeps the name short (NAME_MAX) whatever the host name.
+    return "%08x" % zlib.crc32(socket.gethostname().encode("utf-8"))
+
+
+def _temporary_prefix(dst_prefix: str) -> str:
+    """`.<name>.tmp-<host>-<pid>-<random>`: who wrote it, for `_remove_stale_temporaries`."""
+    directory, base = os.path.split(dst_prefix)
+    return os.path.join(directory, ".%s.tmp-%s-%d-%s" % (base, _host_tag(), os.getpid(), uuid.uuid4().hex[:8]))
+
+
+def _temporary_name_pattern(base_pattern: str) -> str:
+    """Regex of the files of `_temporary_prefix`es; groups: host, pid."""
+    return r"\.%s\.tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}" % base_pattern + _DATA_OR_INDEX
+
+
+def _remove_stale_temporaries(dst_prefix: str) -> None:
+    """Deletes the temporaries a killed rename to `dst_prefix` left behind.
+
+    Only files of a process of this host that no longer runs: a concurrent rename's
+    files are in use, and another host's pid (a shared file system) means nothing here.
+    """
+    directory, base = os.path.split(dst_prefix)
+    for match in _names_matching(directory, _temporary_name_pattern(re.escape(base))):
+        if match.group(1) == _host_tag() and not _process_alive(int(match.group(2))):
+            try:
+                os.remove(os.path.join(directory, match.group(0)))
+            except OSError:
+                pass  # removed by a concurrent rename, or not ours to remove: harmless
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _fsync_directory(directory: str) -> None:
@@ -220,24 +311,80 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _checkpoint_files(prefix: str) -> List[str]:
-    directory, base = os.path.split(prefix)
+def _names_matching(directory: str, pattern: str) -> List["re.Match[str]"]:
     try:
         names = os.listdir(directory)
     except OSError:
         return []
-    pattern = re.compile(re.escape(base) + r"\.(index|data-\d{5}-of-\d{5})$")
-    return [os.path.join(directory, n) for n in names if pattern.match(n)]
+    regex = re.compile(pattern)
+    return [match for match in map(regex.fullmatch, names) if match]
 
 
-def _add_to_state_file(prefix: str) -> None:
+def _checkpoint_files(prefix: str) -> List[str]:
+    directory, base = os.path.split(prefix)
+    return [os.path.join(directory, m.group(0)) for m in _names_matching(directory, re.escape(base) + _DATA_OR_INDEX)]
+
+
+def _other_checkpoints(directory: str, prefix: str) -> List[str]:
+    """Prefixes of the checkpoints in `directory` other than `prefix` (temporaries aside)."""
+    temporary = re.compile(_temporary_name_pattern(".+"))
+    return [os.path.join(directory, m.group(1)) for m in _names_matching(directory, r"(.+)\.index")
+            if os.path.join(directory, m.group(1)) != prefix and not temporary.fullmatch(m.group(0))]
+
+
+def _record_in_state_file(prefix: str) -> None:
+    """Makes `prefix` the latest checkpoint of its directory's `checkpoint` state file, if that file is ours.
+
+    A state file belongs to the training run of its directory: a TF1 job restarted there
+    resumes from the checkpoint it names (`tf.train.latest_checkpoint`). So only these are
+    written: a state file that a rename wrote before (it starts with `_STATE_FILE_MARK`;
+    a training job's Saver or CheckpointManager rewrites it without the mark, and then it
+    is theirs), or a new one in a directory that holds no other checkpoint. Any other state
+    file, and the absence of one next to other checkpoints (the source's own directory,
+    say), is left as it is: the renamed copy is then loaded by its prefix.
+    """
     directory = os.path.dirname(prefix)
-    state = tf.train.get_checkpoint_state(directory)
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    paths = [p for p in paths if os.path.abspath(os.path.join(directory, p)) != prefix] + [prefix]
-    # The non-deprecated spelling of tf.compat.v1.train.update_checkpoint_state (atomic write).
-    checkpoint_management.update_checkpoint_state_internal(
-        directory, prefix, all_model_checkpoint_paths=paths, save_relative_paths=True)
+    state_path = os.path.join(directory, _STATE_FILE)
+    try:
+        content = _read_text(state_path)
+        owner = _state_owner(directory, prefix, content)
+        if owner:
+            logging.info("Left the checkpoint state of %s unchanged: %s belongs to a training run, which must not "
+                         "resume from the renamed copy. Load the copy by its prefix %s.", directory, owner, prefix)
+            return
+        paths = [p for p in _listed_checkpoints(directory, content or "") if p != prefix] + [prefix]
+        names = [os.path.relpath(p, directory) for p in paths]
+        state = CheckpointState(model_checkpoint_path=names[-1], all_model_checkpoint_paths=names)
+        file_io.atomic_write_string_to_file(state_path, _STATE_FILE_MARK + text_format.MessageToString(state))
+    except (OSError, tf.errors.OpError) as e:
+        raise LegacyCheckpointError("Checkpoint %s was written, but its directory's state file %s could not be "
+                                    "updated (%s); load the checkpoint by its prefix." % (prefix, state_path, e)) from None
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _state_owner(directory: str, prefix: str, state_file: Optional[str]) -> Optional[str]:
+    """What shows that a training run owns `directory`'s checkpoint state, or None if it is ours."""
+    if state_file is None:
+        others = _other_checkpoints(directory, prefix)
+        return "its checkpoint %s" % others[0] if others else None
+    return None if state_file.startswith(_STATE_FILE_MARK) else "its state file"
+
+
+def _listed_checkpoints(directory: str, content: str) -> List[str]:
+    """The absolute prefixes a state file of ours lists."""
+    state = CheckpointState()
+    try:
+        text_format.Merge(content, state)
+    except text_format.ParseError:
+        return []  # our own file, damaged: it is rewritten with the new checkpoint alone
+    return [os.path.abspath(os.path.join(directory, p)) for p in state.all_model_checkpoint_paths]
 
 
 def _renamed_key(key: bytes, renames: Dict[str, str]) -> Optional[bytes]:
@@ -277,7 +424,7 @@ def _write_zero_copy(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
 def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> None:
     done = 0
     while done < size:
-        count = min(_COPY_CHUNK, size - done)
+        count = min(_IO_CHUNK, size - done)
         try:
             copied = os.copy_file_range(src_fd, dst_fd, count, offset + done)
         except OSError:
@@ -287,19 +434,51 @@ def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> None:
         done += copied
 
 
+def _read_checksummed(fd: int, size: int, offset: int) -> Tuple[np.ndarray, int]:
+    """`size` bytes at `offset` (fewer only at the end of the file) and their masked crc32c,
+    read and hashed a chunk at a time."""
+    buffer = np.empty(size, dtype=np.uint8)  # not zero-filled: every byte kept is read
+    crc = done = 0
+    while done < size:
+        chunk = os.pread(fd, min(_IO_CHUNK, size - done), offset + done)
+        if not chunk:
+            return buffer[:done], _mask(crc)
+        buffer[done:done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        crc = google_crc32c.extend(crc, chunk)
+        done += len(chunk)
+    return buffer, _mask(crc)
+
+
+def _write_checksummed(fd: int, data: np.ndarray) -> int:
+    """Writes the bytes of `data` (uint8, 1-D) a chunk at a time; returns their masked crc32c."""
+    crc = 0
+    for start in range(0, len(data), _IO_CHUNK):
+        chunk = data[start:start + _IO_CHUNK].tobytes()  # the C crc32c takes bytes, not writable buffers
+        crc = google_crc32c.extend(crc, chunk)
+        view, done = memoryview(chunk), 0
+        while done < len(chunk):
+            written = os.write(fd, view[done:])
+            if written <= 0:
+                raise OSError(errno.EIO, "a write made no progress")
+            done += written
+    return _mask(crc)
+
+
 def _transformed_bytes(plan: RenamePlan, src_fd: int, old: str, new: str,
-                       entry: tensor_bundle_pb2.BundleEntryProto) -> Tuple[bytes, List[int]]:
-    raw = os.pread(src_fd, entry.size, entry.offset)
-    if len(raw) != entry.size or masked_crc32c(raw) != entry.crc32c:
+                       entry: tensor_bundle_pb2.BundleEntryProto) -> Tuple[np.ndarray, List[int]]:
+    """The transformed tensor's bytes (uint8, 1-D) and shape; memory: the source bytes, plus a copy
+    when transposed."""
+    raw, crc = _read_checksummed(src_fd, entry.size, entry.offset)
+    if len(raw) != entry.size or crc != entry.crc32c:
         raise CorruptCheckpointError("Tensor %r in checkpoint %s fails its crc32c check: the data file is "
                                      "damaged. Copy the checkpoint again from its source." % (old, plan.index.prefix))
     dtype = tf.dtypes.as_dtype(entry.dtype).as_numpy_dtype
-    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape([d.size for d in entry.shape.dim])
+    array = raw.view(np.dtype(dtype).newbyteorder("<")).reshape([d.size for d in entry.shape.dim])
     if new in plan.transposes:
         array = np.transpose(array, plan.transposes[new])
     if new in plan.reshapes:
         array = array.reshape(plan.reshapes[new])
-    return np.ascontiguousarray(array).tobytes(), list(array.shape)
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8), list(array.shape)
 
 
 def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progress]) -> BundleIndex:
@@ -324,10 +503,9 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
             new_name = new_key.decode("utf-8") if slice_key_name(new_key) is None else None
             if new_name in plan.transposes or new_name in plan.reshapes:
                 data, shape = _transformed_bytes(plan, sources[entry.shard_id], key.decode("utf-8"), new_name, entry)
-                os.write(out_fd, data)
+                entry.crc32c = _write_checksummed(out_fd, data)
                 entry.shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
                     dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
-                entry.crc32c = masked_crc32c(data)
                 entry.size = len(data)
             else:
                 _copy_range(sources[entry.shard_id], out_fd, entry.offset, entry.size)
