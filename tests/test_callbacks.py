@@ -115,12 +115,7 @@ def test_restore_into_a_different_model_raises_and_restores_nothing(tmp_path, ml
 def test_keras3_model_warm_starts_by_variable_path(tmp_path, ckpt_dir):
     import keras
 
-    def dense_only(x, training=False):
-        with v1.variable_scope("net"):
-            h = klc.v1_layers.dense(x, 6, activation=tf.nn.relu, name="hidden")
-            return klc.v1_layers.dense(h, 3, name="logits")
-
-    prefix, values = tf1_programs.save_tf1_checkpoint(ckpt_dir, dense_only, 5)
+    prefix, values = tf1_programs.save_tf1_checkpoint(ckpt_dir, tf1_programs.dense_only, 5)
 
     def build():
         return keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="relu", name="hidden"),

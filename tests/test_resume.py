@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras
 
 import keras_legacy_ckpt as klc
-from tests import tf2_models
+from tests import tf1_programs, tf2_models
 from tests.tf1_programs import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,15 +168,7 @@ def test_validation_inside_fit_does_not_warm_start_again(mlp_ckpt):
 def test_keras3_backup_and_restore_resume_is_not_warm_started_again(tmp_path, ckpt_dir):
     import keras
 
-    from tests import tf1_programs
-    from tests.tf1_programs import v1
-
-    def dense_only(x, training=False):
-        with v1.variable_scope("net"):
-            h = klc.v1_layers.dense(x, 6, activation=tf.nn.relu, name="hidden")
-            return klc.v1_layers.dense(h, 3, name="logits")
-
-    prefix, values = tf1_programs.save_tf1_checkpoint(ckpt_dir, dense_only, 5)
+    prefix, values = tf1_programs.save_tf1_checkpoint(ckpt_dir, tf1_programs.dense_only, 5)
 
     def build():
         model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="relu", name="hidden"),

@@ -19,6 +19,13 @@ def mlp(x, training=False):
         return klc.v1_layers.dense(h, 3, name="logits")
 
 
+def dense_only(x, training=False):
+    """Two v1 dense layers under scope "net": the variables of a Keras 3 Sequential named "net"."""
+    with v1.variable_scope("net"):
+        h = klc.v1_layers.dense(x, 6, activation=tf.nn.relu, name="hidden")
+        return klc.v1_layers.dense(h, 3, name="logits")
+
+
 def scoped_variables(x, training=False):
     """Plain get_variable calls in nested scopes, with distinct shapes."""
     with v1.variable_scope("enc"):
