@@ -18,6 +18,7 @@ callables from the checkpoint's side. Both end in the same `MapPlan`.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import difflib
@@ -375,14 +376,171 @@ def combine_mappings(mapping: Optional[Mapping[str, Optional[str]]], rules: Rule
     return combined
 
 
+Shape = Tuple[int, ...]
+
+
 @dataclasses.dataclass
 class SuggestedMap:
-    """A proposed assignment map and what it leaves out."""
+    """A proposed assignment map and what it leaves out.
+
+    `matched` is what `assignment_map` assigns, variable by variable, as `plan_assignment_map`
+    (hence `warm_start`) resolves it: `warm_start(target, ckpt, assignment_map).loaded == matched`.
+    """
 
     assignment_map: Dict[str, str]
-    matched: Dict[str, str]      # model name -> checkpoint key the map gives it
-    unmatched: List[str]         # model names the map gives no (shape-compatible) tensor
+    matched: Dict[str, str]      # model variable name -> checkpoint key the map gives it
+    unmatched: List[str]         # model variable names the map gives nothing
     unused: List[str]            # checkpoint keys no model variable takes
+    # Model name -> the same-shaped checkpoint keys its name fits equally well (and no other
+    # name took). Names cannot decide between them, so the map leaves it unmatched, not guessing.
+    ambiguous: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+
+
+class _Targets:
+    """What checkpoint keys load into: the model's variables, and each TF1 partitioned variable
+    ("x/part_0", "x/part_1", ... with no variable "x") as one target "x", as plan_assignment_map
+    does. Names and shapes stay in plain dicts and lists, not an object per variable: 10,000
+    small objects can set off a full garbage collection of TensorFlow's heap (a quarter second)."""
+
+    def __init__(self, model: Mapping[str, Shape]):
+        self._shapes = model
+        self._groups = {base: parts for base, parts in partition_groups(model).items() if base not in model}
+        names = list(self._groups)
+        for name in model:
+            part = _PART.match(name) if self._groups else None
+            if part is None or part.group(1) not in self._groups:
+                names.append(name)
+            # else: a part of a group, or a stray part past a gap, which a scope entry never loads either
+        self.names = sorted(names)
+
+    def parts(self, name: str) -> Tuple[str, ...]:
+        return self._groups.get(name) or (name,)
+
+    def checkpoint_shapes(self, name: str) -> List[Shape]:
+        """The checkpoint shapes `name` can take: its own, or its parts' joined along one axis."""
+        parts = self._groups.get(name)
+        if parts is None:
+            return [self._shapes[name]]
+        shapes = [self._shapes[p] for p in parts]
+        first = shapes[0]
+        joined = []
+        for axis in range(len(first)):
+            if all(len(s) == len(first) and s[:axis] == first[:axis] and s[axis + 1:] == first[axis + 1:]
+                   for s in shapes):
+                joined.append(first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:])
+        return joined
+
+    def inside(self, scope: str) -> List[str]:
+        """The names a scope entry for `scope` covers: a run of the sorted names, found by bisection."""
+        if scope == "/":
+            return self.names
+        # Names starting with "a/b/" sort from "a/b/" up to "a/b0" ("0" follows "/").
+        start = bisect.bisect_left(self.names, scope)
+        return self.names[start:bisect.bisect_left(self.names, scope[:-1] + "0", start)]
+
+
+def _tails(name: str) -> List[str]:
+    """Its trailing paths, shortest first: "a/b/c" -> ["c", "b/c", "a/b/c"]."""
+    tails = []
+    end = name.rfind("/")
+    while end >= 0:
+        tails.append(name[end + 1:])
+        end = name.rfind("/", 0, end)
+    tails.append(name)
+    return tails
+
+
+def _scopes(name: str) -> List[str]:
+    """The scopes holding it, innermost first: "a/b/c" -> ["a/b/", "a/", "/"]."""
+    scopes = []
+    end = name.rfind("/")
+    while end >= 0:
+        scopes.append(name[:end + 1])
+        end = name.rfind("/", 0, end)
+    scopes.append("/")
+    return scopes
+
+
+class _KeysByTail:
+    """Checkpoint keys by trailing path and shape: "dense/kernel" and (4, 4) find every
+    ".../dense/kernel" of shape (4, 4), so matching a name costs a few lookups, not a scan."""
+
+    def __init__(self, ckpt: Mapping[str, Shape]):
+        # Keyed by a string (tail + shape), and most of them name one key, kept as a str rather
+        # than a one-key list: few objects for the garbage collector (see _Targets).
+        self._keys: Dict[str, Union[str, List[str]]] = {}
+        for key in sorted(ckpt):
+            shape = _shape_text(ckpt[key])
+            for tail in _tails(key):
+                slot = tail + shape
+                found = self._keys.get(slot)
+                if found is None:
+                    self._keys[slot] = key
+                elif isinstance(found, str):
+                    self._keys[slot] = [found, key]
+                else:
+                    found.append(key)
+
+    def _with(self, tail: str, shape: Shape) -> List[str]:
+        found = self._keys.get(tail + _shape_text(shape))
+        return [] if found is None else [found] if isinstance(found, str) else found
+
+    def closest(self, name: str, shapes: List[Shape]) -> Tuple[int, List[str]]:
+        """The keys sharing the longest trailing path with `name` (of one of `shapes`), and how
+        many path components that is (0 and no keys when not even the last one is shared)."""
+        tails = _tails(name)
+        for kept in range(len(tails), 0, -1):
+            if len(shapes) == 1:
+                keys = self._with(tails[kept - 1], shapes[0])
+            else:
+                keys = sorted(k for shape in shapes for k in self._with(tails[kept - 1], shape))
+            if keys:
+                return kept, keys
+        return 0, []
+
+
+def _shape_text(shape: Shape) -> str:
+    return "\0" + ",".join(map(str, shape))  # NUL: no TF name has one, so "a" + "\01,2" is unambiguous
+
+
+@dataclasses.dataclass
+class _NamePairs:
+    """Which checkpoint key each model name points to, by trailing path and shape alone."""
+
+    decided: Dict[str, str]          # target name -> the one key it fits best, which fits no other name as well
+    owner: Dict[str, str]            # key -> target name (decided's inverse)
+    shared: Dict[str, int]           # key -> path components it shares with its decided name
+    tied: Dict[str, List[str]]       # target name -> keys it fits equally well
+
+    def accepts(self, name: str, key: str) -> bool:
+        """Whether an entry may give `key` to `name`: the key its name decided, or one of the
+        keys it is tied between that no other name decided. A scope entry that the decided
+        pairs support thus settles a tie the way the rest of its scope is mapped."""
+        if name in self.decided:
+            return self.decided[name] == key
+        return key not in self.owner and key in self.tied.get(name, ())
+
+
+def _pair_names(targets: _Targets, index: _KeysByTail) -> _NamePairs:
+    """Pairs each target with its closest key when that key is the only one and fits no other
+    target as well; the rest is tied."""
+    owner: Dict[str, str] = {}      # key -> the name sharing the longest path with it
+    shared: Dict[str, int] = {}     # key -> that length
+    contested: Dict[str, List[str]] = {}  # key -> the names sharing that length with it, when 2+
+    tied: Dict[str, List[str]] = {}
+    for name in targets.names:
+        length, keys = index.closest(name, targets.checkpoint_shapes(name))
+        if len(keys) > 1:
+            tied[name] = keys  # e.g. enc/dense/kernel <- encoder/layer_0/dense/kernel or layer_1's
+        elif keys and length > shared.get(keys[0], 0):
+            owner[keys[0]], shared[keys[0]] = name, length
+            contested.pop(keys[0], None)
+        elif keys and length == shared[keys[0]]:
+            contested.setdefault(keys[0], [owner[keys[0]]]).append(name)
+    for key, names in contested.items():  # a/dense/kernel and b/dense/kernel <- dense/kernel
+        tied.update({name: [key] for name in names})
+        del owner[key], shared[key]
+    return _NamePairs(decided={name: key for key, name in owner.items()}, owner=owner, shared=shared, tied=tied)
 
 
 def _apply_scope(ckpt_scope: str, model_scope: str, name: str) -> str:
@@ -390,83 +548,122 @@ def _apply_scope(ckpt_scope: str, model_scope: str, name: str) -> str:
     return rest if ckpt_scope == "/" else ckpt_scope + rest
 
 
-def _in_scope(model_scope: str, name: str) -> bool:
-    return model_scope == "/" or name.startswith(model_scope)
+def _scope_votes(names: _NamePairs) -> "collections.Counter[Tuple[str, str]]":
+    """Scope entries {ckpt_scope: model_scope} that make decided pairs, with how many each makes.
 
-
-def _scope_votes(model: Mapping[str, Tuple[int, ...]], ckpt: Mapping[str, Tuple[int, ...]],
-                 names: Iterable[str]) -> "collections.Counter[Tuple[str, str]]":
-    by_leaf: Dict[str, List[str]] = collections.defaultdict(list)
-    for key in ckpt:
-        by_leaf[key.rsplit("/", 1)[-1]].append(key)
+    A pair sharing its last k path components is made by the entry that strips everything
+    before them (the broadest) and by each narrower one keeping fewer: those are the fallback
+    when a broad entry would also pair something wrong (e.g. a new head of another shape).
+    """
     votes: collections.Counter = collections.Counter()
-    for name in names:
-        for key in by_leaf.get(name.rsplit("/", 1)[-1], [])[:64]:
-            if tuple(ckpt[key]) != tuple(model[name]):
-                continue
-            a, b = name.split("/"), key.split("/")
-            common = 0
-            while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
-                common += 1
-            # Every scope depth that keeps the names' common tail votes: narrower entries
-            # are the fallback when the broadest one would pair mismatched shapes.
-            for kept in range(common, 0, -1):
-                model_scope = "/".join(a[:len(a) - kept])
-                ckpt_scope = "/".join(b[:len(b) - kept])
-                votes[(ckpt_scope + "/" if ckpt_scope else "/", model_scope + "/" if model_scope else "/")] += 1
+    for name, key in names.decided.items():
+        kept = names.shared[key]
+        votes.update(zip(_scopes(key)[:kept], _scopes(name)[:kept]))
     return votes
 
 
-def suggest_map(model: Mapping[str, Tuple[int, ...]], ckpt: Mapping[str, Tuple[int, ...]],
-                max_entries: int = 16) -> SuggestedMap:
+@dataclasses.dataclass
+class _Proposal:
+    """The map so far. Every variable an entry covers gets a key, so `loads` is also what it covers."""
+
+    entries: Dict[str, str] = dataclasses.field(default_factory=dict)  # the assignment map
+    scopes: List[str] = dataclasses.field(default_factory=list)        # model scopes of the scope entries
+    loads: Dict[str, str] = dataclasses.field(default_factory=dict)    # target name -> key it gets
+    taken: Set[str] = dataclasses.field(default_factory=set)           # keys given to a target
+
+    def add(self, ckpt_side: str, model_side: str, pairs: Mapping[str, str]) -> None:
+        self.entries[ckpt_side] = model_side
+        self.loads.update(pairs)
+        self.taken.update(pairs.values())
+
+    def overlaps(self, model_scope: str) -> bool:
+        """Whether an entry for `model_scope` would cover a variable a scope entry covers:
+        TensorFlow applies both entries to it, a conflict."""
+        return any(s.startswith(model_scope) or model_scope.startswith(s) or "/" in (s, model_scope)
+                   for s in self.scopes)
+
+
+def _scope_entry_pairs(ckpt_scope: str, model_scope: str, inside: Sequence[str], names: _NamePairs,
+                       taken: Set[str]) -> Optional[Dict[str, str]]:
+    """Target name -> key for what {ckpt_scope: model_scope} loads, or None if it must not be proposed.
+
+    Every variable the entry covers must get a key its name chose. A key that is not there would
+    make the map fail (TensorFlow's init_from_checkpoint and warm_start(strict=True) raise); one
+    its name did not choose is another shape, another block's or another name's tensor.
+    """
+    pairs = {}
+    for name in inside:
+        key = _apply_scope(ckpt_scope, model_scope, name)
+        if key in taken or not names.accepts(name, key):
+            return None
+        pairs[name] = key
+    return pairs
+
+
+def _add_scope_entries(proposal: _Proposal, names: _NamePairs, targets: _Targets, max_entries: int) -> None:
+    votes = _scope_votes(names)
+    # Most pairs first; on a tie the broader entry (shorter scopes), then by name for a stable order.
+    # Votes need no recount as entries are taken: an entry whose voters a taken one covers
+    # overlaps it (both scopes hold the voter's name), so it is skipped anyway.
+    ranked = sorted(votes, key=lambda entry: (-votes[entry], len(entry[0]) + len(entry[1]), entry))
+    for ckpt_scope, model_scope in ranked:
+        if len(proposal.scopes) == max_entries:
+            break
+        if ckpt_scope in proposal.entries or proposal.overlaps(model_scope):
+            continue  # a dict has one entry per checkpoint scope; a variable takes one entry
+        pairs = _scope_entry_pairs(ckpt_scope, model_scope, targets.inside(model_scope), names, proposal.taken)
+        if pairs:
+            proposal.add(ckpt_scope, model_scope, pairs)
+            proposal.scopes.append(model_scope)
+
+
+def _add_exact_entries(proposal: _Proposal, names: _NamePairs) -> None:
+    """{key: name} for each decided pair that no scope entry covers."""
+    for name, key in sorted(names.decided.items()):
+        if name not in proposal.loads:
+            proposal.add(key, name, {name: key})
+
+
+def suggest_map(model: Mapping[str, Shape], ckpt: Mapping[str, Shape], max_entries: int = 16) -> SuggestedMap:
     """Proposes a small assignment map from model names/shapes to checkpoint keys/shapes.
 
-    Greedy: the scope-to-scope entry that matches the most names (same trailing path and
-    shape) first, then the next among names no entry covers yet, then exact entries for what
-    is left when the match is unique. A scope entry is proposed only if none of the pairs it
-    makes has a shape mismatch; otherwise its compatible pairs become exact entries. Nothing
-    proposed ever pairs tensors of different shapes.
+    Names decide, shapes veto. Each model variable is paired with the same-shaped checkpoint
+    key sharing the longest trailing path with it: `enc_v2/layer_1/dense/kernel` with
+    `encoder/layer_1/dense/kernel` (3 components), not `encoder/layer_0/dense/kernel` (2), so
+    repeated blocks pair by their names, never crosswise. A variable with several such keys,
+    or a key two variables fit equally well, is undecided (`ambiguous`). Then, greedily, the
+    scope entry making the most decided pairs, and the next, up to `max_entries`: an entry is
+    proposed only if every variable it covers gets the key its name decided or (undecided) one
+    of its tied keys, so the map loads with strict=True and with TensorFlow's own
+    init_from_checkpoint. Decided pairs left over become exact entries. `matched` is what the
+    map assigns as `plan_assignment_map` resolves it; a map that would load nothing is not
+    proposed (the map is then empty).
     """
-    mapping: Dict[str, str] = {}
-    matched: Dict[str, str] = {}
-    covered: Set[str] = set()
-    for _ in range(max_entries):
-        uncovered = [n for n in model if n not in covered]
-        votes = _scope_votes(model, ckpt, uncovered)
-        # Most votes first; on a tie the broader entry (shorter scopes).
-        candidates = sorted(votes, key=lambda c: (-votes[c], len(c[0]) + len(c[1])))
-        fallback = None
-        for ckpt_scope, model_scope in candidates:
-            in_scope = [n for n in model if _in_scope(model_scope, n)]
-            if any(n in covered for n in in_scope):
-                continue  # a second entry for a covered variable would be a conflict
-            pairs = {n: _apply_scope(ckpt_scope, model_scope, n) for n in in_scope}
-            good = {n: k for n, k in pairs.items() if k in ckpt and tuple(ckpt[k]) == tuple(model[n])}
-            if not good:
-                continue
-            if all(k not in ckpt or tuple(ckpt[k]) == tuple(model[n]) for n, k in pairs.items()):
-                mapping[ckpt_scope] = model_scope
-                covered.update(in_scope)
-                matched.update(good)
-                break
-            fallback = fallback or good
-        else:
-            if fallback is None:
-                break
-            # Only scopes that would pair mismatched shapes: take their good pairs as exact names.
-            mapping.update({k: n for n, k in fallback.items()})
-            covered.update(fallback)
-            matched.update(fallback)
-    taken = set(matched.values())
-    for name in sorted(n for n in model if n not in covered):
-        leaf_path = name.split("/")
-        candidates = [k for k in ckpt if k not in taken and tuple(ckpt[k]) == tuple(model[name])
-                      and k.split("/")[-1] == leaf_path[-1]]
-        if len(candidates) == 1:
-            mapping[candidates[0]] = name
-            matched[name] = candidates[0]
-            taken.add(candidates[0])
+    model = {name: tuple(shape) for name, shape in model.items()}
+    targets = _Targets(model)
+    names = _pair_names(targets, _KeysByTail(ckpt))
+    proposal = _Proposal()
+    _add_scope_entries(proposal, names, targets, max_entries)
+    _add_exact_entries(proposal, names)
+    # `loads` is what plan_assignment_map makes of the entries (the tests check it case by
+    # case): each entry covers exactly the targets it was checked against.
+    matched = {part: key for name, key in sorted(proposal.loads.items()) for part in targets.parts(name)}
     return SuggestedMap(
-        assignment_map=mapping, matched=matched,
+        assignment_map=proposal.entries if matched else {},  # never a map that loads nothing
+        matched=matched,
         unmatched=sorted(n for n in model if n not in matched),
-        unused=sorted(k for k in ckpt if k not in set(matched.values())))
+        unused=sorted(k for k in ckpt if k not in proposal.taken),
+        ambiguous=_still_ambiguous(names, proposal))
+
+
+def _still_ambiguous(names: _NamePairs, proposal: _Proposal) -> Dict[str, List[str]]:
+    """Unmatched names -> their tied keys that no other name took. A name whose tied keys all
+    went to names that fit them better (a 6th block against 5 in the checkpoint) is not
+    ambiguous, just unmatched."""
+    ambiguous = {}
+    for name, keys in sorted(names.tied.items()):
+        if name not in proposal.loads:
+            free = [k for k in keys if k not in names.owner and k not in proposal.taken]
+            if free:
+                ambiguous[name] = free
+    return ambiguous

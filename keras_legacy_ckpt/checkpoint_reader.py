@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import collections.abc
 import dataclasses
 import math
 import difflib
@@ -182,5 +184,84 @@ def human_bytes(n: float) -> str:
     return ""
 
 
+# difflib compares a name with at most this many keys per call; cheap scans pick them.
+_DIFFLIB_CANDIDATES = 32
+_SIMILAR = 0.5  # difflib ratio a hint needs unless it shares two or more trailing path components
+
+
 def closest_keys(name: str, keys: Iterable[str], n: int = 3) -> List[str]:
-    return difflib.get_close_matches(name, list(keys), n=n, cutoff=0.5)
+    """Up to `n` keys that look most like `name`, best first (for "closest: ..." hints).
+
+    A wrong scope changes the front of a name, so keys sharing its last two or more path
+    components come first, the most shared first ("backbone/tower/dense/kernel" finds
+    "tower/dense/kernel" before "backbone/tower/dense_1/kernel"), then by difflib similarity.
+    Otherwise the keys with the same or a similar last component, or in the same scope, that
+    difflib finds similar enough. difflib only ever sees a few keys, so a hint costs a few
+    scans of the keys, not one difflib comparison per key (seconds on 10,000 keys).
+    """
+    keys = keys if isinstance(keys, collections.abc.Collection) else list(keys)  # scanned more than once
+    chosen: List[str] = []
+    levels = _keys_sharing_tail(name.split("/"), keys)
+    for shared in range(len(levels), 1, -1):
+        fresh = [k for k in levels[shared - 1] if k not in chosen]
+        chosen += _most_similar(name, fresh, n - len(chosen))
+        if len(chosen) == n:
+            return chosen
+    weak = [k for k in _weak_candidates(name, keys, levels[0] if levels else []) if k not in chosen]
+    return chosen + [k for k in _most_similar(name, weak, n - len(chosen)) if _similarity(name, k) >= _SIMILAR]
+
+
+def _keys_sharing_tail(pieces: List[str], keys: Iterable[str]) -> List[List[str]]:
+    """levels[k - 1]: the keys whose last k path components are the last k of `pieces`."""
+    levels: List[List[str]] = []
+    candidates = keys
+    for kept in range(1, len(pieces) + 1):
+        tail = "/".join(pieces[-kept:])
+        slash_tail = "/" + tail
+        candidates = [k for k in candidates if k.endswith(slash_tail) or k == tail]
+        if not candidates:
+            break
+        levels.append(candidates)
+    return levels
+
+
+def _weak_candidates(name: str, keys: Iterable[str], same_last: List[str]) -> List[str]:
+    """Keys with the same last component as `name`, a similar one, or in the same scope."""
+    scope, _, last = name.rpartition("/")
+    by_last: Dict[str, List[str]] = {}
+    same_scope = []
+    for key in keys:
+        key_scope, _, key_last = key.rpartition("/")
+        by_last.setdefault(key_last, []).append(key)
+        if key_scope == scope:
+            same_scope.append(key)
+    near = difflib.get_close_matches(last, _most_alike(last, list(by_last), 8 * _DIFFLIB_CANDIDATES), n=3,
+                                     cutoff=0.6)
+    similar_last = [k for near_last in near if near_last != last for k in by_last[near_last]]
+    return list(dict.fromkeys(same_last + same_scope + similar_last))
+
+
+def _most_similar(name: str, keys: List[str], n: int) -> List[str]:
+    keys = _most_alike(name, keys, _DIFFLIB_CANDIDATES)
+    return sorted(keys, key=lambda k: (-_similarity(name, k), k))[:n]
+
+
+def _most_alike(name: str, keys: List[str], limit: int) -> List[str]:
+    """About `limit` keys sharing the longest common prefix or suffix with `name`: a cheap
+    stand-in for difflib to choose the few keys difflib then ranks. They are the neighbours
+    of `name` in sorted order, and of its reverse among the reversed keys."""
+    if len(keys) <= limit:
+        return keys
+    by_prefix = _neighbours(name, sorted(keys), limit // 2)
+    by_suffix = [k[::-1] for k in _neighbours(name[::-1], sorted(k[::-1] for k in keys), limit // 2)]
+    return list(dict.fromkeys(by_prefix + by_suffix))
+
+
+def _neighbours(name: str, ordered: List[str], count: int) -> List[str]:
+    at = bisect.bisect_left(ordered, name)
+    start = max(0, min(at - count // 2, len(ordered) - count))
+    return ordered[start:start + count]
+
+
+def _similarity(name: str, key: str) -> float:
+    return difflib.SequenceMatcher(None, name, key).ratio()

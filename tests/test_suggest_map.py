@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import keras_legacy_ckpt as klc
 from keras_legacy_ckpt.assignment_map import plan_assignment_map, suggest_map
@@ -192,6 +194,47 @@ def test_matched_is_exactly_what_the_map_assigns(case):
         assert name.split("/")[1:2] == key.split("/")[1:2] or "layer_" not in name
     assert suggestion.unmatched == sorted(set(model) - set(assigned))
     assert suggestion.unused == sorted(set(ckpt) - set(assigned.values()))
+    assert set(suggestion.ambiguous) <= set(suggestion.unmatched)
+
+
+_PATHS = st.builds(lambda scopes, leaf: "/".join(scopes + [leaf]),
+                   st.lists(st.sampled_from(["enc", "encoder", "layer_0", "layer_1", "dense", "dense_1"]), max_size=3),
+                   st.sampled_from(["kernel", "bias", "w"]))
+_SHAPES = st.sampled_from([(2,), (3,), (2, 2), (4, 2)])
+
+
+@st.composite
+def models_and_checkpoints(draw):
+    """A checkpoint; a model with some of its names under another scope (a few reshaped), names
+    of its own, and maybe a partitioned variable."""
+    ckpt = draw(st.dictionaries(_PATHS, _SHAPES, min_size=1, max_size=12))
+    model = {}
+    for key, shape in ckpt.items():
+        if draw(st.booleans()):
+            scope = draw(st.sampled_from(["", "new/", "m/enc/", "enc/"]))
+            model[scope + key] = draw(st.sampled_from([shape, shape, shape, (5,)]))
+    model.update(draw(st.dictionaries(_PATHS, _SHAPES, max_size=4)))
+    if draw(st.booleans()):
+        model.update({"p/emb/part_0": (2, 2), "p/emb/part_1": (2, 2)})
+        ckpt["q/emb"] = (4, 2)
+    return model, ckpt
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(case=models_and_checkpoints(), max_entries=st.sampled_from([1, 4, 16]))
+def test_any_suggestion_loads_exactly_what_it_says(case, max_entries):
+    model, ckpt = case
+    assume(model)
+    suggestion = suggest_map(model, ckpt, max_entries=max_entries)
+    assigned = {}
+    if suggestion.assignment_map:
+        plan = plan_assignment_map(suggestion.assignment_map, model, ckpt)
+        assert plan.not_found == {} and plan.missing() == []
+        assigned = {part: m.key for m in plan.matches.values() for part in m.parts}
+        for match in plan.matches.values():
+            shapes = [model[p] for p in match.parts]
+            assert (sum(s[0] for s in shapes),) + shapes[0][1:] == ckpt[match.key], match
+    assert suggestion.matched == assigned
     assert set(suggestion.ambiguous) <= set(suggestion.unmatched)
 
 
