@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import tensorflow as tf
 
-from keras_legacy_ckpt import _compat
+from keras_legacy_ckpt import _compat, resume
 from keras_legacy_ckpt.errors import DuplicateVariableNameError, LegacyCheckpointError
 
 _OUTPUT_SUFFIX = re.compile(r":\d+$")
@@ -126,8 +126,8 @@ def variables_of(target: Any) -> List[Any]:
     if _compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target):
         try:
             variables = list(target.weights)
-        except ValueError:  # tf_keras: an unbuilt Sequential has no weights yet
-            variables = []
+        except ValueError:  # tf_keras: an unbuilt Sequential (no Input) has no weights yet, its layers may
+            variables = [v for layer in target.layers for v in variables_of(layer)]
     elif isinstance(target, tf.Module):
         variables = list(target.variables)
     else:
@@ -187,13 +187,14 @@ def legacy_variables_of(target: Any) -> Dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _values_preserved(existing: List[Any]) -> Iterator[None]:
-    """Restores the values that existing and newly created variables had before/at creation."""
+def _values_preserved(existing: List[Any], new_too: bool = True) -> Iterator[None]:
+    """Restores the values that existing (and, if `new_too`, newly created) variables had
+    before the pass (at creation)."""
     saved = [(v, tf.identity(tf.convert_to_tensor(v))) for v in existing]
 
     def snapshot_new(next_creator, **kwargs):
         variable = next_creator(**kwargs)
-        if tf.executing_eagerly():
+        if new_too and tf.executing_eagerly():
             # convert_to_tensor, not read_value(): a ShardedVariable (ParameterServerStrategy
             # with a variable_partitioner) has no read_value.
             saved.append((variable, tf.identity(tf.convert_to_tensor(variable))))
@@ -215,7 +216,10 @@ def _with_training_false(target: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:
 
 def _values_of_target_preserved(target: Any) -> contextlib.AbstractContextManager:
     existing = variables_of(target) if _compat.is_keras3_layer(target) or isinstance(target, tf.Module) else []
-    return _values_preserved(existing)
+    # A restore TensorFlow deferred until the variables exist (load_weights, Checkpoint.restore on
+    # an unbuilt model) assigns them just after their creation: their values at creation are not
+    # the ones to keep then.
+    return _values_preserved(existing, new_too=not resume.pending_restore(target))
 
 
 def call_preserving_values(target: Any, *args: Any, **kwargs: Any) -> Any:
@@ -223,6 +227,32 @@ def call_preserving_values(target: Any, *args: Any, **kwargs: Any) -> Any:
     kwargs = _with_training_false(target, kwargs)
     with _values_of_target_preserved(target):
         return target(*args, **kwargs)
+
+
+def model_input(sample_input: Any) -> Any:
+    """The model input that `sample_input` holds, as `fit` would see it.
+
+    A `tf.data.Dataset`, an iterator or generator, or a Keras `Sequence` gives its first
+    batch; of a batch `(x, y[, sample_weight])` the `x` is used, as `fit` unpacks it. Anything
+    else (an array, a tensor, a tuple/list/dict of inputs) is the input itself. An iterator
+    loses the batch it gives.
+    """
+    from tf_keras.utils import Sequence, unpack_x_y_sample_weight
+
+    if isinstance(sample_input, tf.data.Dataset):
+        batches = iter(sample_input)
+    elif isinstance(sample_input, Sequence):
+        batches = iter([sample_input[0]])
+    elif hasattr(sample_input, "__next__"):
+        batches = sample_input
+    else:
+        return sample_input
+    try:
+        batch = next(batches)
+    except StopIteration:
+        raise LegacyCheckpointError("sample_input is an empty %s: give it at least one batch, or pass the batch "
+                                    "itself (e.g. x[:1])." % type(sample_input).__name__) from None
+    return unpack_x_y_sample_weight(batch)[0]
 
 
 def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:
@@ -237,6 +267,7 @@ def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:
         LegacyCheckpointError: the second pass created variables (TF1 auto-names drifting).
     """
     if sample_input is not None:
+        sample_input = model_input(sample_input)
         unbuilt = (_compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target)) and not target.built
         first_pass = unbuilt or any(m._needs_warm_up() for m in mixins_of(target)) or not variables_of(target)
         _warm_up_and_check(target, (sample_input,), first_pass)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import resume
 from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
-from keras_legacy_ckpt.errors import MissingVariablesError, ShapeMismatchError
+from keras_legacy_ckpt.errors import LegacyCheckpointError, MissingVariablesError, ShapeMismatchError
 from keras_legacy_ckpt.mixin import variables_of, warm_up_target
 
 
@@ -67,6 +67,11 @@ def restore_object_checkpoint(target: Any, path_or_dir: "str | os.PathLike[str]"
         The `tf.train.Checkpoint` restore status.
     """
     prefix = resolve_checkpoint(path_or_dir)
+    if not tf.executing_eagerly():
+        raise LegacyCheckpointError(
+            "restore_object_checkpoint(%s) needs eager execution; in TF1 graph mode "
+            "(tf.compat.v1.disable_v2_behavior()) restore with tf.train.Checkpoint(model=...).restore(path)"
+            ".run_restore_ops(session) instead." % prefix)
     warm_up_target(target, sample_input)
     if not variables_of(target):
         raise MissingVariablesError(

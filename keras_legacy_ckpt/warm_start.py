@@ -10,11 +10,13 @@ import os
 import re
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
-from keras_legacy_ckpt import _compat, distribute
+from keras_legacy_ckpt import _compat, distribute, resume
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
 from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, _scopes_of, compile_patterns,
+                                              forward_mapper,
                                               plan_assignment_map, suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  human_bytes,
@@ -148,14 +150,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     Returns:
         A `WarmStartReport`.
     """
-    if on_shape_mismatch not in _SHAPE_POLICIES or on_dtype_mismatch not in _DTYPE_POLICIES:
-        raise ValueError("on_shape_mismatch must be one of %s and on_dtype_mismatch one of %s."
-                         % (_SHAPE_POLICIES, _DTYPE_POLICIES))
-    if isinstance(assignment_map, Mapping) and not assignment_map:
-        raise AssignmentMapError(
-            "The assignment map {} maps nothing, so the warm start would assign no variable (TensorFlow's "
-            "init_from_checkpoint silently does nothing with it). Pass None for identity names, or "
-            "{\"/\": \"model_scope/\"} to load the whole checkpoint under a scope.")
+    check_options(assignment_map, ignore=ignore, on_shape_mismatch=on_shape_mismatch,
+                  on_dtype_mismatch=on_dtype_mismatch, mod_partitioned=mod_partitioned)
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
                        optimizer_state, mod_partitioned)
     strategy = distribute.strategy_of(target)
@@ -186,6 +182,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     _read_and_assign(ckpt, requests + (slots.slots if slots else []), batch_bytes)
     if slots:
         _assign_now(slots.optimizer.iterations, slots.iterations, ckpt.prefix)
+    resume.mark_warm_started(target, ckpt.prefix)
     used = {m.key for m in matches}
     return WarmStartReport(
         checkpoint=ckpt.prefix,
@@ -198,6 +195,25 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         bytes_loaded=sum(r.nbytes for _, r, _ in requests),
         optimizer_state=slots.summary() if slots else None,
         assignment_map=assignment_map)
+
+
+def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on_shape_mismatch: str = "error",
+                  on_dtype_mismatch: str = "error", mod_partitioned: Iterable[str] = (), **_: Any) -> None:
+    """What can be checked of warm_start's arguments without a model or checkpoint (so that
+    `WarmStartFromTF1` fails when it is built, not when `fit` has started)."""
+    for name, value, allowed in (("on_shape_mismatch", on_shape_mismatch, _SHAPE_POLICIES),
+                                 ("on_dtype_mismatch", on_dtype_mismatch, _DTYPE_POLICIES)):
+        if value not in allowed:
+            raise LegacyCheckpointError("%s=%r is not one of %s." % (name, value, ", ".join(map(repr, allowed))))
+    if isinstance(assignment_map, Mapping) and not assignment_map:
+        raise AssignmentMapError(
+            "The assignment map {} maps nothing, so the warm start would assign no variable (TensorFlow's "
+            "init_from_checkpoint silently does nothing with it). Pass None for identity names, or "
+            "{\"/\": \"model_scope/\"} to load the whole checkpoint under a scope.")
+    if assignment_map is not None and not isinstance(assignment_map, Mapping):
+        forward_mapper(assignment_map)  # compiles the rules: a bad regex or form raises AssignmentMapError
+    compile_patterns(ignore, "ignore")
+    compile_patterns(mod_partitioned, "mod_partitioned")
 
 
 @dataclasses.dataclass
@@ -258,7 +274,8 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     requests = _mod_partition_order(requests, ckpt, compile_patterns(options.mod_partitioned, "mod_partitioned"))
     matches = [m for m in matches if m.parts[0] not in skipped]
     if not requests:
-        raise MissingVariablesError(_nothing_loaded_message(ckpt, assignment_map, variables, skipped))
+        raise MissingVariablesError(_nothing_loaded_message(ckpt, assignment_map, variables, skipped,
+                                                            sorted(n for n in variables if ignored(n))))
     slots = None
     if options.optimizer_state is not False and options.optimizer_state is not None:
         optimizer = getattr(target, "optimizer", None) if options.optimizer_state is True else options.optimizer_state
@@ -343,17 +360,28 @@ def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[s
                      % (name, key, (" (closest: %s)" % ", ".join(close)) if close else ""))
     if len(missing) > _LIST_LIMIT:
         lines.append("  ... and %d more" % (len(missing) - _LIST_LIMIT))
-    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
-    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
-    hint = ("the assignment map %r would match %s; " % (suggestion, "them" if len(suggestion) < 4 else "more")
-            if suggestion else "")
+    suggestion = _suggested_map_text(ckpt, variables, None)
+    hint = "the assignment map %s would match more; " % suggestion if suggestion else ""
     return ("%d model variable(s) would get no value from checkpoint %s:\n%s\nNothing was assigned. Fix: "
             "%spass ignore=[...] for variables that should keep their initial values, or "
             "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
 
 
+def _suggested_map_text(ckpt: CheckpointFile, variables: Dict[str, Any], passed: NameMapping,
+                        limit: int = 4) -> Optional[str]:
+    """The map suggest_map proposes, shortened for a message; None if none, or the one passed."""
+    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
+    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
+    if not suggestion or suggestion == passed:
+        return None
+    if len(suggestion) <= limit:
+        return repr(suggestion)
+    shown = dict(list(suggestion.items())[:limit])
+    return "%r (+%d more entries: see klc.suggest_assignment_map)" % (shown, len(suggestion) - limit)
+
+
 def _nothing_loaded_message(ckpt: CheckpointFile, assignment_map: NameMapping, variables: Dict[str, Any],
-                            skipped: Dict[str, str]) -> str:
+                            skipped: Dict[str, str], ignored: List[str]) -> str:
     """Why a warm start would assign nothing, with the scopes closest to what the map names."""
     lines = []
     if isinstance(assignment_map, Mapping):
@@ -364,12 +392,14 @@ def _nothing_loaded_message(ckpt: CheckpointFile, assignment_map: NameMapping, v
                     ckpt_side, " (closest: %s)" % ", ".join(close) if close else ""))
     if skipped:
         lines.append("  every mapped variable was skipped for its shape (on_shape_mismatch=\"skip\")")
+    if ignored:
+        lines.append("  %d variable(s) are ignored (ignore=...): %s" % (len(ignored), _short_list(ignored, 4)))
     lines.append("  checkpoint scopes: %s" % _top_scopes(ckpt.tensors))
     lines.append("  model scopes:      %s" % _top_scopes(variables))
-    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
-    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
-    fix = ("try the assignment map %r (klc.suggest_assignment_map proposes it)" % (suggestion,) if suggestion
-           else "check that this is the checkpoint of this model, and map its scopes onto the model's")
+    suggestion = _suggested_map_text(ckpt, variables, assignment_map)
+    fix = ("try the assignment map %s (klc.suggest_assignment_map proposes it)" % suggestion if suggestion
+           else "check that this is the checkpoint of this model, map its scopes onto the model's, and that "
+                "ignore=[...] leaves something to load")
     return ("The warm start from %s with assignment map %r would assign no variable:\n%s\nNothing was assigned "
             "(a warm start that loads nothing is an error, strict or not). Fix: %s."
             % (ckpt.prefix, assignment_map, "\n".join(lines), fix))
@@ -407,8 +437,11 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
             problem = "%s (%s) <- %r (%s)" % (part_name, have.name, match.key, info.dtype.name)
             if _castable(info.dtype, have, on_dtype_mismatch):
                 casts[part_name] = "%s -> %s" % (info.dtype.name, have.name)
+                if on_dtype_mismatch == "cast" and _overflows(ckpt, match.key, have):
+                    dtype_errors.append("  %s: values beyond %s's range would become inf" % (problem, have.name))
             else:
-                dtype_errors.append("  " + problem)
+                dtype_errors.append("  " + problem + (" is not value-preserving" if on_dtype_mismatch == "cast"
+                                                       else ""))
         itemsize = info.dtype.size if info.dtype != tf.string else 1
         for v, (spec, count) in zip(parts, slices):
             requests.append((v, ReadRequest(match.key, spec, count * itemsize), None))
@@ -445,6 +478,19 @@ def _castable(source: tf.dtypes.DType, target: tf.dtypes.DType, policy: str) -> 
             return target.size > source.size
         return source.is_unsigned and target.size > source.size  # uint8 -> int16 keeps every value
     return False
+
+
+def _overflows(ckpt: CheckpointFile, key: str, target: tf.dtypes.DType) -> bool:
+    """Whether casting the float tensor `key` to the narrower float `target` makes finite values inf.
+
+    Checked before anything is assigned: the tensor is read once more, one at a time (only
+    narrowing float casts are: float64 -> float32, float32 -> float16 or bfloat16, ...).
+    """
+    source = ckpt.tensors[key].dtype
+    if not (source.is_floating and target.is_floating) or target.max >= source.max:
+        return False
+    value = tf.train.load_checkpoint(ckpt.prefix).get_tensor(key)
+    return bool(np.any(np.isfinite(value) & ~np.isfinite(value.astype(target.as_numpy_dtype))))
 
 
 def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:

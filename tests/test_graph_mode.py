@@ -39,10 +39,14 @@ PROGRAM = textwrap.dedent('''
             seen.update({n: tf_keras.backend.get_value(v) for n, v in self.model.legacy_variables().items()})
 
     warm = klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[warm, Record()])
+    save = klc.SaveObjectCheckpoint(os.path.join(workdir, "tf2"))  # saves through tf_keras's session
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[warm, Record(), save])
     assert sorted(warm.report.loaded) == sorted(oracle), (warm.report.loaded, sorted(oracle))
     for name in oracle:
         np.testing.assert_array_equal(seen[name], oracle[name], err_msg=name)
+    saved = tf.train.load_checkpoint(save.latest_path)
+    kernel = tf_keras.backend.get_value(model.legacy_variables()["backbone/net/hidden/kernel"])
+    assert any(np.array_equal(saved.get_tensor(key), kernel) for key in saved.get_variable_to_shape_map())
     print("FIT-OK", flush=True)
 
     # 2. A TF1 graph and a session of the user's own, as with init_from_checkpoint.

@@ -15,7 +15,7 @@ SAFE = [("float16", "float32"), ("bfloat16", "float32"), ("float64", "float32"),
 UNSAFE = [("complex64", "float32"), ("float32", "int32"), ("int64", "int32"), ("uint64", "int32"),
           ("int32", "uint32"), ("int8", "uint16"), ("bool", "float32"), ("float32", "bool"), ("int64", "float64")]
 VALUES = {
-    "float16": [1.5, -2.25, 65504.0], "bfloat16": [1.5, -2.25, 3.0e38], "float64": [1.0 / 3, -1e-40, 1e300],
+    "float16": [1.5, -2.25, 65504.0], "bfloat16": [1.5, -2.25, 3.0e38], "float64": [1.0 / 3, -1e-40, 1e30],
     "float32": [1.7, -2.6, 3e9], "int32": [7, -8, 2**31 - 1], "uint8": [0, 200, 255], "int16": [-32768, 5, 32767],
     "uint32": [0, 2**32 - 1, 12], "complex64": [1 + 2j, -3j, 4], "int64": [2**40 + 1, -5, 2**62],
     "uint64": [2**63 + 5, 1, 2**32 + 7], "int8": [-128, 3, 127], "bool": [True, False, True],
@@ -121,7 +121,30 @@ def test_everything_ignored_or_skipped_is_nothing_loaded(mlp_ckpt):
     model.warm_up()
     with pytest.raises(klc.MissingVariablesError, match="would assign no variable"):
         klc.warm_start(model, mlp_ckpt[0], {"/": "other/"}, ignore=[".*"])
+    with pytest.raises(klc.MissingVariablesError, match=r"8 variable\(s\) are ignored"):
+        klc.warm_start(model, mlp_ckpt[0], {"/": "other/"}, ignore=[".*"])
     with pytest.raises(klc.MissingVariablesError, match="skipped for its shape"):
         klc.warm_start(tf2_models.ShimModule(mlp, 7, outer_scope="other"), mlp_ckpt[0],
                        {"net/hidden/kernel": "other/net/hidden/kernel"},
                        on_shape_mismatch="skip", strict=False)
+
+
+def test_cast_refuses_a_narrowing_float_cast_that_would_overflow(tmp_path):
+    prefix = str(tmp_path / "model.ckpt")
+    with tf.Graph().as_default():
+        v1.get_variable("big", initializer=tf.constant([1.0, 3e9, -7.5], tf.float32))  # 3e9: inf in float16
+        v1.get_variable("small", initializer=tf.constant([1.0, 6e4, -7.5], tf.float32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, prefix)
+    model = tf.Module()
+    model.big = tf.Variable(tf.zeros([3], tf.float16), name="big")
+    model.small = tf.Variable(tf.zeros([3], tf.float16), name="small")
+    with pytest.raises(klc.DTypeMismatchError, match=r"big \(float16\) <- 'big' \(float32\): values beyond float16's"):
+        klc.warm_start(model, prefix, on_dtype_mismatch="cast")
+    assert not model.small.numpy().any() and not model.big.numpy().any()
+    report = klc.warm_start(model, prefix, {"small": "small"}, on_dtype_mismatch="cast")
+    assert report.casts == {"small": "float32 -> float16"}
+    np.testing.assert_array_equal(model.small.numpy(), np.float16([1.0, 6e4, -7.5]))
+    klc.warm_start(model, prefix, on_dtype_mismatch="unsafe_cast")
+    assert np.isinf(model.big.numpy()[1])

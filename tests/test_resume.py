@@ -100,11 +100,12 @@ def test_save_object_checkpoint_restore_resumes_an_interrupted_fit(tmp_path, mlp
     assert tf.train.latest_checkpoint(directory).endswith("ckpt-1")
 
     restarted = _model()
-    warm = klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)
+    # The TF1 checkpoint has gone since (migrated): a resumed run must not need it, whatever the order.
+    warm = klc.WarmStartFromTF1(str(tmp_path / "deleted" / "model.ckpt-3"), {"/": "backbone/"}, verbose=0)
     restart_callbacks, save = callbacks(warm)
     # SaveObjectCheckpoint resumes the weights and the optimizer step, not the epoch count.
     _fit(restarted, restart_callbacks, epochs=EPOCHS - 1)
-    assert warm.report is None and "restored from the object checkpoint" in warm.skip_reason
+    assert warm.report is None and "object checkpoint %s" % save.restored_path in warm.skip_reason
     assert save.restored_path.endswith("ckpt-1") and save.latest_path.endswith("ckpt-3")
     assert int(restarted.optimizer.iterations.numpy()) == EPOCHS * 4
     _assert_values(restarted, uninterrupted)
@@ -233,3 +234,74 @@ def test_killed_training_binary_resumes_from_its_object_checkpoints(tmp_path):
     # Numbering and the optimizer's step continue where the killed run stopped (4 steps an epoch).
     reader = tf.train.load_checkpoint(os.path.join(tf2_dir, "ckpt-%d" % (killed_at + 1)))
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4 * (killed_at + 1)
+
+
+def test_a_later_training_phase_after_a_recompile_is_not_reset_to_the_tf1_checkpoint(mlp_ckpt):
+    prefix, _ = mlp_ckpt
+    model = _model()
+    _fit(model, [klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)], epochs=1)
+    phase_one = tf2_models.values(model)
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.0),  # phase 2: a new optimizer that has not stepped
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    warm = klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)
+    _fit(model, [warm], epochs=1)
+    assert warm.report is None and "warm-started from %s before" % prefix in warm.skip_reason
+    # Learning rate 0: phase two kept phase one's weights (batch norm's moving statistics still move).
+    trained = {name: value for name, value in phase_one.items() if "moving_" not in name}
+    for name, value in trained.items():
+        np.testing.assert_array_equal(model.legacy_variables()[name].numpy(), value, err_msg=name)
+
+
+def test_two_warm_starts_of_one_fresh_model_both_load(mlp_ckpt):
+    prefix, ckpt_values = mlp_ckpt
+    model = _model()
+    hidden = klc.WarmStartFromTF1(prefix, {"net/hidden/": "backbone/net/hidden/"}, strict=False, verbose=0)
+    rest = klc.WarmStartFromTF1(prefix, {"net/bn/": "backbone/net/bn/", "net/logits/": "backbone/net/logits/"},
+                                strict=False, verbose=0)
+    model.evaluate(X, Y, verbose=0, callbacks=[hidden, rest])
+    assert len(hidden.report.loaded) == 2 and len(rest.report.loaded) == 6 and rest.skip_reason is None
+    for name, variable in model.legacy_variables().items():
+        np.testing.assert_array_equal(variable.numpy(), ckpt_values[name[len("backbone/"):]], err_msg=name)
+
+
+def test_a_pending_restore_survives_the_warm_up_and_counts_as_a_resume(tmp_path, mlp_ckpt):
+    prefix, ckpt_values = mlp_ckpt
+    trained = _model()
+    _fit(trained, [], epochs=1)
+    path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "tf2" / "ckpt"))
+    expected = tf2_models.values(trained)
+
+    def restored_unbuilt():
+        model = tf2_models.ShimModel(mlp, 5)
+        tf.train.Checkpoint(model=model).restore(path)  # deferred: the shim weights do not exist yet
+        return model
+
+    model = restored_unbuilt()
+    model.warm_up()
+    _assert_values(model, expected)
+
+    model = restored_unbuilt()  # a partial warm start keeps the restored values of everything else
+    report = klc.warm_start(model, prefix, {"net/logits/": "backbone/net/logits/"}, strict=False)
+    assert sorted(report.loaded) == ["backbone/net/logits/bias", "backbone/net/logits/kernel"]
+    for name, value in tf2_models.values(model).items():
+        want = ckpt_values[name[len("backbone/"):]] if "logits" in name else expected[name]
+        np.testing.assert_array_equal(value, want, err_msg=name)
+
+    model = restored_unbuilt()
+    warm = klc.WarmStartFromTF1(prefix, {"/": "backbone/"}, verbose=0)
+    model.predict(X, verbose=0, callbacks=[warm])
+    assert warm.report is None and "pending" in warm.skip_reason
+    _assert_values(model, expected)
+
+
+def test_bad_options_fail_when_the_callback_is_built():
+    with pytest.raises(klc.LegacyCheckpointError, match="on_dtype_mismatch='bogus' is not one of"):
+        klc.WarmStartFromTF1("/old/model.ckpt-1", on_dtype_mismatch="bogus")
+    with pytest.raises(klc.LegacyCheckpointError, match="on_shape_mismatch='skipp'"):
+        klc.WarmStartFromTF1("/old/model.ckpt-1", on_shape_mismatch="skipp")
+    with pytest.raises(klc.AssignmentMapError, match="maps nothing"):
+        klc.WarmStartFromTF1("/old/model.ckpt-1", {})
+    with pytest.raises(klc.AssignmentMapError):
+        klc.WarmStartFromTF1("/old/model.ckpt-1", ignore=["(unclosed"])
+    with pytest.raises(klc.AssignmentMapError):
+        klc.WarmStartFromTF1("/old/model.ckpt-1", [("(bad", "x")])

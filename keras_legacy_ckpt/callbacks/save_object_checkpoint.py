@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import weakref
@@ -10,7 +11,7 @@ from typing import Any, Optional
 import tensorflow as tf
 from tf_keras.callbacks import Callback
 
-from keras_legacy_ckpt import distribute
+from keras_legacy_ckpt import distribute, resume
 from keras_legacy_ckpt.errors import LegacyCheckpointError
 from keras_legacy_ckpt.object_checkpoint import object_checkpoint, restore_object_checkpoint
 
@@ -22,6 +23,16 @@ def _listdir(directory: str):
         return tf.io.gfile.listdir(directory)
     except tf.errors.OpError:
         return []
+
+
+def _tf1_session_as_default():
+    """TF1 graph mode: tf.train.Checkpoint saves through the default session, so make
+    tf_keras's training session the default one."""
+    if tf.executing_eagerly():
+        return contextlib.nullcontext()
+    from tf_keras.src import backend
+
+    return backend.get_session().as_default()
 
 
 def _continue_numbering(checkpoint: tf.train.Checkpoint, latest: Optional[str]) -> None:
@@ -113,7 +124,8 @@ class SaveObjectCheckpoint(Callback):
             self._manager_owner = owner
         before = set(_listdir(self.directory))
         try:
-            path = self._manager.save()
+            with _tf1_session_as_default():
+                path = self._manager.save()
             if directory == self.directory:
                 self.latest_path = path
             else:
@@ -139,6 +151,13 @@ class SaveObjectCheckpoint(Callback):
                 "Saving the object checkpoint to %s failed: %s. %s; check the destination's free space "
                 "and permissions." % (self.directory, message, earlier)) from None
 
+    def set_model(self, model):
+        super().set_model(model)
+        if self.restore and model not in self._restored_models:
+            # fit() sets the model of every callback before any on_train_begin: announcing the
+            # restore now lets WarmStartFromTF1 skip wherever it stands in the list.
+            resume.announce_restore(model, tf.train.latest_checkpoint(self.directory))
+
     def on_train_begin(self, logs=None):
         if self.restore:
             self._restore_latest()
@@ -151,6 +170,7 @@ class SaveObjectCheckpoint(Callback):
         restore_object_checkpoint(self.model, latest, sample_input=self.sample_input,
                                   include_optimizer=self.include_optimizer)
         self._restored_models.add(self.model)
+        resume.announce_restore(self.model, None)  # done: restore_object_checkpoint marked it restored
         self.restored_path = self.latest_path = latest
 
     def on_epoch_begin(self, epoch, logs=None):

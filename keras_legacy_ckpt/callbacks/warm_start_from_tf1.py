@@ -13,7 +13,7 @@ from tf_keras.src.utils import io_utils
 
 from keras_legacy_ckpt import resume
 from keras_legacy_ckpt.assignment_map import NameMapping
-from keras_legacy_ckpt.warm_start import WarmStartReport, warm_start
+from keras_legacy_ckpt.warm_start import WarmStartReport, check_options, warm_start
 
 # The keyword-only options of warm_start that this callback passes through.
 _WARM_START_OPTIONS = {name for name, p in inspect.signature(warm_start).parameters.items()
@@ -79,6 +79,7 @@ class WarmStartFromTF1(Callback):
         if unknown:
             raise TypeError("WarmStartFromTF1 got unknown options %s; warm_start accepts %s."
                             % (sorted(unknown), sorted(_WARM_START_OPTIONS)))
+        check_options(assignment_map, ignore=ignore, **warm_start_options)
         self.warm_start_options = warm_start_options
         self._handled: "weakref.WeakSet" = weakref.WeakSet()
         self._watching_for_late_restore = False
@@ -144,9 +145,10 @@ class WarmStartFromTF1(Callback):
         self.skip_reason = reason
         message = ("WarmStartFromTF1: not warm-starting %s from %s: %s. Resume beats warm start; pass force=True "
                    "to warm-start anyway." % (type(self.model).__name__, self.checkpoint, reason))
-        logging.warning("%s", message)
         if self.verbose:
             io_utils.print_msg(message)
+        else:
+            logging.warning("%s", message)
 
     def _say(self, text: str) -> None:
         if self.verbose:
