@@ -122,6 +122,18 @@ def _keras3():
     return keras
 
 
+def mixed_precision_dtypes() -> set:
+    """The compute dtypes (float16, bfloat16) of the mixed precision policies set in tf_keras or Keras 3."""
+    policies = []
+    tf_keras = sys.modules.get("tf_keras")
+    if tf_keras is not None:
+        policies.append(tf_keras.mixed_precision.global_policy())
+    keras = _keras3()
+    if keras is not None:
+        policies.append(keras.mixed_precision.global_policy())
+    return {tf.as_dtype(p.compute_dtype) for p in policies if p.name.startswith("mixed_")}
+
+
 def is_keras3_layer(obj: Any) -> bool:
     keras = _keras3()
     return keras is not None and isinstance(obj, keras.layers.Layer)

@@ -266,6 +266,8 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
     """
     from keras_legacy_ckpt.checkpoint_reader import ReadRequest
 
+    # A LossScaleOptimizer (mixed precision) keeps the slots and step in the optimizer it wraps.
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     kind = _kind(optimizer)
     _ensure_built(optimizer, trainable)
     trainable_ids = {id(v) for v in trainable}

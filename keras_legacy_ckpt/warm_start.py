@@ -435,9 +435,9 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
             if have == info.dtype:
                 continue
             problem = "%s (%s) <- %r (%s)" % (part_name, have.name, match.key, info.dtype.name)
-            if _castable(info.dtype, have, on_dtype_mismatch):
+            if _castable(info.dtype, have, on_dtype_mismatch) or _mixed_precision_cast(info.dtype, have):
                 casts[part_name] = "%s -> %s" % (info.dtype.name, have.name)
-                if on_dtype_mismatch == "cast" and _overflows(ckpt, match.key, have):
+                if on_dtype_mismatch != "unsafe_cast" and _overflows(ckpt, match.key, have):
                     dtype_errors.append("  %s: values beyond %s's range would become inf" % (problem, have.name))
             else:
                 dtype_errors.append("  " + problem + (" is not value-preserving" if on_dtype_mismatch == "cast"
@@ -478,6 +478,12 @@ def _castable(source: tf.dtypes.DType, target: tf.dtypes.DType, policy: str) -> 
             return target.size > source.size
         return source.is_unsigned and target.size > source.size  # uint8 -> int16 keeps every value
     return False
+
+
+def _mixed_precision_cast(source: tf.dtypes.DType, target: tf.dtypes.DType) -> bool:
+    """A float checkpoint tensor into a variable that a mixed precision policy made float16 or
+    bfloat16 (tf_keras v1 layers take their variables' dtype from their input): cast, reported."""
+    return source.is_floating and target in _compat.mixed_precision_dtypes()
 
 
 def _overflows(ckpt: CheckpointFile, key: str, target: tf.dtypes.DType) -> bool:
