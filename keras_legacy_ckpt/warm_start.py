@@ -25,9 +25,18 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
 
+# Training state a warm start leaves behind: TF1 optimizer slots (and BERT's AdamWeightDecay
+# `adam_m`/`adam_v`), moving averages, step counters.
 _OPTIMIZER_STATE = re.compile(
-    r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
+    r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|adam_m|adam_v|"
     r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
+
+
+def is_training_state(key: str) -> bool:
+    """Whether checkpoint key `key` is optimizer or step state rather than a model weight."""
+    return bool(_OPTIMIZER_STATE.search(key))
+
+
 _LIST_LIMIT = 20
 Transform = Callable[[tf.Tensor], tf.Tensor]
 _EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -86,8 +95,8 @@ class WarmStartReport:
         ema = sorted({k for k in self.loaded.values() if k.endswith(_EMA_SUFFIX)})
         if ema:
             lines.append("  ema:     %d variables took their ExponentialMovingAverage" % len(ema))
-        optimizer = [k for k in self.unused if _OPTIMIZER_STATE.search(k)]
-        other = [k for k in self.unused if not _OPTIMIZER_STATE.search(k)]
+        optimizer = [k for k in self.unused if is_training_state(k)]
+        other = [k for k in self.unused if not is_training_state(k)]
         if optimizer:
             lines.append("  unused:  %d optimizer/step tensors (%s)" % (len(optimizer), _short_list(optimizer, 4)))
         if other:

@@ -148,3 +148,34 @@ def test_cast_refuses_a_narrowing_float_cast_that_would_overflow(tmp_path):
     np.testing.assert_array_equal(model.small.numpy(), np.float16([1.0, 6e4, -7.5]))
     klc.warm_start(model, prefix, on_dtype_mismatch="unsafe_cast")
     assert np.isinf(model.big.numpy()[1])
+
+
+def bert_adam_weight_decay(x, training=False):
+    """A BERT-style TF1 program: its AdamWeightDecay keeps slots as '<param>/adam_m' and '<param>/adam_v'."""
+    with v1.variable_scope("bert/encoder"):
+        kernel = v1.get_variable("dense/kernel", [5, 4])
+    loss = tf.reduce_sum(tf.matmul(x, kernel) ** 2)
+    grad, = tf.gradients(loss, [kernel])
+    name = kernel.op.name
+    m = v1.get_variable(name + "/adam_m", kernel.shape, initializer=tf.zeros_initializer(), trainable=False)
+    v = v1.get_variable(name + "/adam_v", kernel.shape, initializer=tf.zeros_initializer(), trainable=False)
+    next_m = 0.9 * m + 0.1 * grad
+    next_v = 0.999 * v + 0.001 * tf.square(grad)
+    update = next_m / (tf.sqrt(next_v) + 1e-6) + 0.01 * kernel
+    return tf.group(kernel.assign(kernel - 0.01 * update), m.assign(next_m), v.assign(next_v))
+
+
+def test_bert_adam_weight_decay_slots_are_reported_as_optimizer_state(tmp_path):
+    prefix = str(tmp_path / "bert.ckpt")
+    with tf.Graph().as_default():
+        train_op = bert_adam_weight_decay(tf.constant(np.ones([2, 5], np.float32)))
+        v1.train.get_or_create_global_step()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(train_op)
+            prefix = v1.train.Saver().save(sess, prefix, global_step=1)
+    module = tf.Module()
+    module.kernel = tf.Variable(tf.zeros([5, 4]), name="bert/encoder/dense/kernel")
+    summary = klc.warm_start(module, prefix).summary()
+    assert "unused:  3 optimizer/step tensors (bert/encoder/dense/kernel/adam_m" in summary, summary
+    assert "other tensors" not in summary
