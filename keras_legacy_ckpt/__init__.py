@@ -19,6 +19,7 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundErro
 from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
 from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
 from keras_legacy_ckpt.rename import rename_checkpoint
+from keras_legacy_ckpt.transforms import VocabInfo
 from keras_legacy_ckpt.warm_start import WarmStartReport, suggest_assignment_map, warm_start
 
 __version__ = "0.1.0"
@@ -34,5 +35,5 @@ __all__ = [
     "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
     "bundle_index", "rename_checkpoint", "restore_object_checkpoint", "suggest_assignment_map",
-    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start",
+    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo",
 ]

@@ -24,6 +24,7 @@ from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, Checkpoint
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
+from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
 # Training state a warm start leaves behind: TF1 optimizer slots (and BERT's AdamWeightDecay
 # `adam_m`/`adam_v`), moving averages, step counters.
@@ -39,7 +40,6 @@ def is_training_state(key: str) -> bool:
 
 _LIST_LIMIT = 20
 Transform = Callable[[tf.Tensor], tf.Tensor]
-_EMA_SUFFIX = "/ExponentialMovingAverage"
 _SHAPE_POLICIES = ("error", "skip")
 _DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
 
@@ -60,6 +60,8 @@ class WarmStartReport:
             `on_dtype_mismatch="cast"`.
         bytes_loaded: bytes of tensor data assigned.
         optimizer_state: what was migrated into the optimizer (`optimizer_state=...`), or None.
+        ema_name: the moving averages' name when `use_ema` was on, else None.
+        transforms: model name -> the transpose, reshape or vocabulary remap applied.
     """
 
     checkpoint: str
@@ -72,6 +74,8 @@ class WarmStartReport:
     bytes_loaded: int = 0
     optimizer_state: Optional[str] = None
     assignment_map: Any = None
+    ema_name: Optional[str] = None
+    transforms: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """A one-screen, human-readable account of the warm start."""
@@ -92,9 +96,11 @@ class WarmStartReport:
                 ["%s (%s)" % kv for kv in sorted(self.casts.items())])))
         if self.optimizer_state:
             lines.append("  optimizer: %s" % self.optimizer_state)
-        ema = sorted({k for k in self.loaded.values() if k.endswith(_EMA_SUFFIX)})
-        if ema:
-            lines.append("  ema:     %d variables took their ExponentialMovingAverage" % len(ema))
+        if self.ema_name:
+            ema = sorted({k for k in self.loaded.values() if k.endswith("/" + self.ema_name)})
+            lines.append("  ema:     %d variables took their %s" % (len(ema), self.ema_name))
+        if self.transforms:
+            lines.append("  transformed: %s" % _short_list(["%s (%s)" % kv for kv in sorted(self.transforms.items())], 4))
         optimizer = [k for k in self.unused if is_training_state(k)]
         other = [k for k in self.unused if not is_training_state(k)]
         if optimizer:
@@ -113,7 +119,10 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                sample_input: Any = None, strict: bool = True, ignore: Iterable[str] = (),
                on_shape_mismatch: str = "error", on_dtype_mismatch: str = "error",
                use_ema: bool = False, ema_fallback: bool = False, optimizer_state: Any = False,
-               mod_partitioned: Iterable[str] = (),
+               mod_partitioned: Iterable[str] = (), ema_name: str = "ExponentialMovingAverage",
+               transpose: Optional[Mapping[str, Sequence[int]]] = None,
+               reshape: Optional[Mapping[str, Sequence[int]]] = None,
+               vocab_remap: Optional[Mapping[str, VocabInfo]] = None,
                batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
@@ -146,6 +155,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             as `tf.cast` does (wrapping, truncating, dropping imaginary parts).
         use_ema: load `X/ExponentialMovingAverage` into X where the checkpoint has it (TF1's
             `tf.compat.v1.train.ExponentialMovingAverage` shadow variables).
+        ema_name: the name of the EMA copies, for an ExponentialMovingAverage created with
+            `name=...` (`X/<ema_name>`).
         ema_fallback: with use_ema, load raw values for trainable variables without an EMA
             copy instead of raising MissingVariablesError.
         mod_partitioned: regexes (`re.search`) of checkpoint keys of TF1 partitioned embeddings
@@ -154,15 +165,23 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         optimizer_state: True to also migrate the TF1 optimizer's slots (Adam, Momentum) and
             step into `target.optimizer`, or the Keras optimizer to migrate them into; see
             `keras_legacy_ckpt.optimizer_state`.
+        transpose: {regex (`re.search`) on model names: permutation}: the checkpoint tensor is
+            transposed into the variable (and into its optimizer slots).
+        reshape: {regex on model names: shape, one -1 allowed}: the tensor is reshaped.
+        vocab_remap: {model variable name: `klc.VocabInfo`}: rows (or columns) of an embedding
+            whose vocabulary changed are remapped word by word, with the semantics of
+            `tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`.
         batch_bytes: read at most this many bytes of tensors at a time.
 
     Returns:
         A `WarmStartReport`.
     """
     check_options(assignment_map, ignore=ignore, on_shape_mismatch=on_shape_mismatch,
-                  on_dtype_mismatch=on_dtype_mismatch, mod_partitioned=mod_partitioned)
+                  on_dtype_mismatch=on_dtype_mismatch, mod_partitioned=mod_partitioned, transpose=transpose,
+                  reshape=reshape, vocab_remap=vocab_remap)
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
-                       optimizer_state, mod_partitioned)
+                       optimizer_state, mod_partitioned, "/" + ema_name,
+                       Transforms(transpose or {}, reshape or {}, vocab_remap or {}))
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     error: Optional[LegacyCheckpointError] = None
@@ -187,27 +206,32 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                 "nothing was assigned on this worker." % failures)
     if error is not None:
         raise error
-    matches, missing, requests, ignored, skipped, casts, slots = plan
-    _read_and_assign(ckpt, requests + (slots.slots if slots else []), batch_bytes)
+    slots = plan.slots
+    _read_and_assign(ckpt, plan.requests + (slots.slots if slots else []), batch_bytes)
     if slots:
         _assign_now(slots.optimizer.iterations, slots.iterations, ckpt.prefix)
     resume.mark_warm_started(target, ckpt.prefix)
-    used = {m.key for m in matches}
+    used = {m.key for m in plan.matches}
     return WarmStartReport(
         checkpoint=ckpt.prefix,
-        loaded={part: m.key for m in matches for part in m.parts if part not in ignored},
-        missing=missing,
+        loaded={part: m.key for m in plan.matches for part in m.parts if part not in plan.ignored},
+        missing=plan.missing,
         unused=[k for k in ckpt.tensors if k not in used],
-        ignored=ignored,
-        skipped=skipped,
-        casts=casts,
-        bytes_loaded=sum(r.nbytes for _, r, _ in requests),
+        ignored=plan.ignored,
+        skipped=plan.skipped,
+        casts=plan.casts,
+        bytes_loaded=sum(r.nbytes for _, r, _ in plan.requests),
         optimizer_state=slots.summary() if slots else None,
-        assignment_map=assignment_map)
+        assignment_map=assignment_map,
+        ema_name=ema_name if use_ema else None,
+        transforms=plan.transformed)
 
 
 def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on_shape_mismatch: str = "error",
-                  on_dtype_mismatch: str = "error", mod_partitioned: Iterable[str] = (), **_: Any) -> None:
+                  on_dtype_mismatch: str = "error", mod_partitioned: Iterable[str] = (),
+                  transpose: Optional[Mapping[str, Sequence[int]]] = None,
+                  reshape: Optional[Mapping[str, Sequence[int]]] = None,
+                  vocab_remap: Optional[Mapping[str, VocabInfo]] = None, **_: Any) -> None:
     """What can be checked of warm_start's arguments without a model or checkpoint (so that
     `WarmStartFromTF1` fails when it is built, not when `fit` has started)."""
     for name, value, allowed in (("on_shape_mismatch", on_shape_mismatch, _SHAPE_POLICIES),
@@ -223,6 +247,21 @@ def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on
         forward_mapper(assignment_map)  # compiles the rules: a bad regex or form raises AssignmentMapError
     compile_patterns(ignore, "ignore")
     compile_patterns(mod_partitioned, "mod_partitioned")
+    Transforms(transpose or {}, reshape or {}, vocab_remap or {})  # their regexes and VocabInfos
+
+
+@dataclasses.dataclass
+class _Plan:
+    """Everything a warm start will do, checked before the first assignment."""
+
+    matches: List[Match]
+    missing: List[str]
+    requests: List[Tuple[Any, ReadRequest, Optional[Transform]]]
+    ignored: List[str]
+    skipped: Dict[str, str]
+    casts: Dict[str, str]
+    slots: Any
+    transformed: Dict[str, str]
 
 
 @dataclasses.dataclass
@@ -235,6 +274,8 @@ class _Options:
     ema_fallback: bool
     optimizer_state: Any
     mod_partitioned: Iterable[str]
+    ema_suffix: str
+    transforms: Transforms
 
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
@@ -274,9 +315,10 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     if options.strict and missing:
         raise MissingVariablesError(_missing_message(ckpt, missing, plan.not_found, variables))
     if options.use_ema:
-        matches = _moving_averages(matches, variables, ckpt, options.ema_fallback)
-    requests, skipped, casts = _checked_requests(matches, variables, ckpt, options.on_shape_mismatch,
-                                                 options.on_dtype_mismatch)
+        matches = _moving_averages(matches, variables, ckpt, options.ema_fallback, options.ema_suffix)
+    options.transforms.check_names(list(variables))
+    requests, skipped, casts, transformed = _checked_requests(
+        matches, variables, ckpt, options.transforms, options.on_shape_mismatch, options.on_dtype_mismatch)
     # Parts of a partitioned variable are read one by one: an ignored part is not read at all.
     ignored_ids = {id(variables[p]) for m in matches for p in m.parts if ignored(p)}
     requests = [r for r in requests if id(r[0]) not in ignored_ids]
@@ -296,7 +338,8 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     # Every byte that will be assigned passes its crc32c check here, before the first assignment
     # and, under a multi-worker strategy, before the workers agree to assign.
     ckpt.index.verify({r.key for _, r, _ in requests + (slots.slots if slots else [])})
-    return matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots
+    return _Plan(matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots,
+                 transformed)
 
 
 def _mod_partition_order(requests, ckpt: CheckpointFile, patterns: List[re.Pattern]):
@@ -326,12 +369,12 @@ def _mod_partition_order(requests, ckpt: CheckpointFile, patterns: List[re.Patte
             raise AssignmentMapError("Checkpoint tensor %r has partitions of %s rows, which is not the layout of a "
                                      "'mod' partitioning of %d rows." % (request.key, sizes, rows))
         order = tf.constant([starts[i % count] + i // count for i in range(rows)], tf.int64)
-        result.append((variable, request, lambda value, order=order: tf.gather(value, order)))
+        result.append((variable, request, _then(lambda value, order=order: tf.gather(value, order), transform)))
     return result
 
 
 def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
-                     fallback: bool) -> List[Match]:
+                     fallback: bool, suffix: str) -> List[Match]:
     """Swaps each key for its ExponentialMovingAverage copy where the checkpoint has one.
 
     Like TF1's `ExponentialMovingAverage.variables_to_restore()`, non-trainable variables
@@ -340,7 +383,7 @@ def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: Chec
     """
     result, without = [], []
     for match in matches:
-        ema_key = match.key + _EMA_SUFFIX
+        ema_key = match.key + suffix
         if ema_key in ckpt:
             result.append(Match(match.model_name, match.parts, ema_key))
             continue
@@ -352,7 +395,7 @@ def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: Chec
             "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s:\n%s\nNothing was "
             "assigned. Was the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
             "variables? Pass ema_fallback=True to load their raw values instead."
-            % (len(without), _EMA_SUFFIX, ckpt.prefix, "\n".join(without)))
+            % (len(without), suffix, ckpt.prefix, "\n".join(without)))
     return result
 
 
@@ -420,20 +463,25 @@ def _top_scopes(names: Iterable[str], limit: int = 6) -> str:
     return ", ".join(shown) + (", ..." if len(counts) > limit else "")
 
 
-def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
+def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile, transforms: Transforms,
                       on_shape_mismatch: str, on_dtype_mismatch: str):
     """ReadRequests for every match, after every shape and dtype check; applies the policies."""
     requests: List[Tuple[Any, ReadRequest, Optional[Transform]]] = []
     shape_errors, dtype_errors = [], []
     skipped: Dict[str, str] = {}
     casts: Dict[str, str] = {}
+    transformed: Dict[str, str] = {}
     for match in sorted(matches, key=lambda m: m.model_name):
         info = ckpt.tensors[match.key]
         parts = [variables[p] for p in match.parts]
-        slices = _part_slices(info.shape, [_compat.variable_shape(v) for v in parts])
+        part_shapes = [_compat.variable_shape(v) for v in parts]
+        planned = transforms.plan(match.model_name, match.key, info.shape, _joined_shape(part_shapes))
+        tensor_shape = planned.shape if planned else info.shape
+        slices = _part_slices(tensor_shape, part_shapes)
         if slices is None:
-            shapes = " + ".join(str(_compat.variable_shape(v)) for v in parts)
-            problem = "%s %s <- %r %s" % (match.model_name, shapes, match.key, info.shape)
+            shapes = " + ".join(str(s) for s in part_shapes)
+            problem = "%s %s <- %r %s%s" % (match.model_name, shapes, match.key, info.shape,
+                                             " after %s: %s" % (planned.description, tensor_shape) if planned else "")
             if on_shape_mismatch == "skip":
                 skipped.update({p: "shape %s" % problem for p in match.parts})
             else:
@@ -452,6 +500,12 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
                 dtype_errors.append("  " + problem + (" is not value-preserving" if on_dtype_mismatch == "cast"
                                                        else ""))
         itemsize = info.dtype.size if info.dtype != tf.string else 1
+        if planned is not None:
+            # The whole tensor is read and transformed; each part then takes its slice of the result.
+            transformed[match.model_name] = planned.description
+            for v, (spec, _) in zip(parts, slices):
+                requests.append((v, ReadRequest(match.key, "", info.nbytes), _then_slice(planned.apply, spec)))
+            continue
         for v, (spec, count) in zip(parts, slices):
             requests.append((v, ReadRequest(match.key, spec, count * itemsize), None))
     if shape_errors:
@@ -468,7 +522,7 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
             "pass on_dtype_mismatch=\"cast\" to convert float -> float and int -> wider int (reported), "
             "on_dtype_mismatch=\"unsafe_cast\" to cast any numeric pair as tf.cast does (it may wrap, "
             "truncate or drop imaginary parts), or ignore=[...]." % (len(dtype_errors), "\n".join(dtype_errors)))
-    return requests, skipped, casts
+    return requests, skipped, casts, transformed
 
 
 def _castable(source: tf.dtypes.DType, target: tf.dtypes.DType, policy: str) -> bool:
@@ -506,6 +560,29 @@ def _overflows(ckpt: CheckpointFile, key: str, target: tf.dtypes.DType) -> bool:
         return False
     value = tf.train.load_checkpoint(ckpt.prefix).get_tensor(key)
     return bool(np.any(np.isfinite(value) & ~np.isfinite(value.astype(target.as_numpy_dtype))))
+
+
+def _then(first: Transform, second: Optional[Transform]) -> Transform:
+    return first if second is None else (lambda value: second(first(value)))
+
+
+def _then_slice(transform: Transform, spec: str) -> Transform:
+    """`transform`, then the part of its result that a shape-and-slice `spec` names ("" = all)."""
+    if not spec:
+        return transform
+    extents = spec.split(" ")[-1].split(":")
+    begin = [0 if e == "-" else int(e.split(",")[0]) for e in extents]
+    size = [-1 if e == "-" else int(e.split(",")[1]) for e in extents]
+    return lambda value: tf.slice(transform(value), begin, size)
+
+
+def _joined_shape(shapes: List[Tuple[int, ...]]) -> Tuple[int, ...]:
+    """The shape of a variable whose parts have `shapes` (joined along the one axis where they differ, else 0)."""
+    if len(shapes) == 1:
+        return shapes[0]
+    axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, shapes[0])) if a != b}
+    axis = axes.pop() if len(axes) == 1 else 0
+    return tuple(sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(shapes[0]))
 
 
 def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:

@@ -1,0 +1,185 @@
+"""Tensor transforms in a warm start: transpose, reshape, and vocabulary remapping of embedding rows.
+
+A transform turns a checkpoint tensor into the value of a model variable whose layout
+differs: a kernel stored transposed, a flattened kernel, or an embedding whose vocabulary
+changed (`tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`). The warm
+start plans every transform before it assigns anything: each gives the shape the tensor
+will have, which is then checked against the variable like any other shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from keras_legacy_ckpt.assignment_map import compile_patterns
+from keras_legacy_ckpt.errors import AssignmentMapError
+
+Shape = Tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabInfo:
+    """How to remap the rows (or columns) of an embedding whose vocabulary changed.
+
+    The semantics of `tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`:
+    the variable's size along `axis`, minus `num_oov_buckets`, is its vocabulary size, the
+    first words of `new_vocab`. Each of those words takes the checkpoint's row of the same
+    word in `old_vocab` (its first `old_vocab_size` words; -1 for all). Rows of new words
+    and of the OOV buckets (the last `num_oov_buckets`) take `backup_initializer`'s values
+    (zeros when None), not the variable's starting value.
+
+    ```python
+    klc.warm_start(model, ckpt, vocab_remap={
+        "embeddings/words": klc.VocabInfo("new_vocab.txt", "old_vocab.txt", num_oov_buckets=1)})
+    ```
+
+    Args:
+        new_vocab: the new vocabulary file, one word a line (any tf.io.gfile path).
+        old_vocab: the vocabulary file the checkpoint was trained with.
+        old_vocab_size: how many words of `old_vocab` the checkpoint has rows for; -1: all.
+        num_oov_buckets: out-of-vocabulary rows after the vocabulary in the variable.
+        backup_initializer: a callable(shape, dtype) for rows with no checkpoint row; it is
+            called once with the variable's whole shape and those rows are taken from it.
+        axis: 0 to remap rows (embeddings), 1 to remap columns (an output layer's classes).
+    """
+
+    new_vocab: str
+    old_vocab: str
+    old_vocab_size: int = -1
+    num_oov_buckets: int = 0
+    backup_initializer: Optional[Callable[..., Any]] = None
+    axis: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedTransform:
+    """The shape a checkpoint tensor takes, and the function that makes it so."""
+
+    description: str
+    shape: Shape
+    apply: Callable[[tf.Tensor], tf.Tensor]
+
+
+@dataclasses.dataclass
+class Transforms:
+    """The transpose/reshape rules ({regex on model name: perm or shape}) and vocabulary remaps
+    ({model variable name: VocabInfo}) of one warm start."""
+
+    transpose: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    reshape: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    vocab_remap: Mapping[str, VocabInfo] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self._transpose = [(p, tuple(int(d) for d in perm)) for p, perm in
+                           zip(compile_patterns(list(self.transpose), "transpose"), self.transpose.values())]
+        self._reshape = [(p, tuple(int(d) for d in shape)) for p, shape in
+                         zip(compile_patterns(list(self.reshape), "reshape"), self.reshape.values())]
+        for name, info in self.vocab_remap.items():
+            if not isinstance(info, VocabInfo):
+                raise AssignmentMapError("vocab_remap[%r] must be a klc.VocabInfo, got %r." % (name, info))
+            if info.axis not in (0, 1):
+                raise AssignmentMapError("vocab_remap[%r]: axis must be 0 (rows) or 1 (columns), got %r."
+                                         % (name, info.axis))
+
+    def __bool__(self) -> bool:
+        return bool(self.transpose or self.reshape or self.vocab_remap)
+
+    def check_names(self, model_names: Sequence[str]) -> None:
+        """A vocab_remap name must be a model variable (a partitioned one by its full name)."""
+        known = set(model_names) | {n.rsplit("/part_", 1)[0] for n in model_names if "/part_" in n}
+        unknown = sorted(set(self.vocab_remap) - known)
+        if unknown:
+            raise AssignmentMapError(
+                "vocab_remap names %s, which %s no variable of the model (a partitioned variable is named by its "
+                "full name, without /part_N)." % (", ".join(map(repr, unknown)), "is" if len(unknown) == 1 else "are"))
+
+    def plan(self, model_name: str, key: str, tensor_shape: Shape, model_shape: Shape) -> Optional[PlannedTransform]:
+        """The transform of checkpoint tensor `key` for model variable `model_name`, if any."""
+        found = [(what, value) for what, rules in (("transpose", self._transpose), ("reshape", self._reshape))
+                 for pattern, value in rules if pattern.search(model_name)]
+        if model_name in self.vocab_remap:
+            found.append(("vocab_remap", self.vocab_remap[model_name]))
+        if not found:
+            return None
+        if len(found) > 1:
+            raise AssignmentMapError("%s has %d transforms (%s); give it one." % (
+                model_name, len(found), ", ".join(what for what, _ in found)))
+        what, value = found[0]
+        if what == "transpose":
+            return _transpose(key, tensor_shape, value)
+        if what == "reshape":
+            return _reshape(key, tensor_shape, value)
+        return _vocab_remap(model_name, key, tensor_shape, model_shape, value)
+
+
+def _transpose(key: str, shape: Shape, perm: Shape) -> PlannedTransform:
+    if sorted(perm) != list(range(len(shape))):
+        raise AssignmentMapError("transpose %r for %r (shape %s) is not a permutation of its %d axes."
+                                 % (perm, key, shape, len(shape)))
+    return PlannedTransform("transpose %s" % (perm,), tuple(shape[i] for i in perm),
+                            lambda value: tf.transpose(value, perm))
+
+
+def _reshape(key: str, shape: Shape, target: Shape) -> PlannedTransform:
+    count = math.prod(shape)
+    unknown = [i for i, d in enumerate(target) if d == -1]
+    known = math.prod(d for d in target if d != -1)
+    if len(unknown) > 1 or any(d < -1 for d in target) or (unknown and (known == 0 or count % known)) or (
+            not unknown and known != count):
+        raise AssignmentMapError("Cannot reshape %r of shape %s (%d elements) to %s." % (key, shape, count, target))
+    resolved = tuple(count // known if d == -1 else d for d in target)
+    return PlannedTransform("reshape %s" % (resolved,), resolved, lambda value: tf.reshape(value, resolved))
+
+
+def _read_vocab(path: str, limit: int = -1) -> List[str]:
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            words = [line.rstrip("\r\n") for line in f]
+    except tf.errors.OpError as e:
+        raise AssignmentMapError("Cannot read vocabulary file %s: %s." % (path, e.message.splitlines()[0])) from None
+    return words if limit < 0 else words[:limit]
+
+
+def _vocab_remap(model_name: str, key: str, shape: Shape, model_shape: Shape, info: VocabInfo) -> PlannedTransform:
+    axis = info.axis
+    if len(shape) <= axis or len(model_shape) != len(shape):
+        raise AssignmentMapError("vocab_remap[%r]: checkpoint tensor %r of shape %s has no axis %d matching the "
+                                 "variable's shape %s." % (model_name, key, shape, axis, model_shape))
+    new_size = model_shape[axis] - info.num_oov_buckets
+    if new_size <= 0:
+        raise AssignmentMapError("vocab_remap[%r]: the variable has %d rows along axis %d, no more than its %d OOV "
+                                 "buckets." % (model_name, model_shape[axis], axis, info.num_oov_buckets))
+    new_words = _read_vocab(info.new_vocab)
+    if len(new_words) < new_size:
+        raise AssignmentMapError("vocab_remap[%r]: %s has %d words, fewer than the variable's vocabulary of %d (its "
+                                 "size %d along axis %d minus %d OOV buckets)." % (
+                                     model_name, info.new_vocab, len(new_words), new_size, model_shape[axis], axis,
+                                     info.num_oov_buckets))
+    old_words = _read_vocab(info.old_vocab, info.old_vocab_size)
+    if len(old_words) > shape[axis]:
+        raise AssignmentMapError("vocab_remap[%r]: %s has %d words but checkpoint tensor %r only %d rows along axis "
+                                 "%d; pass old_vocab_size." % (model_name, info.old_vocab, len(old_words), key,
+                                                                shape[axis], axis))
+    old_index = {}
+    for index, word in enumerate(old_words):
+        old_index.setdefault(word, index)
+    rows = np.array([old_index.get(word, -1) for word in new_words[:new_size]] + [-1] * info.num_oov_buckets,
+                    np.int64)
+    new_shape = tuple(model_shape[axis] if i == axis else d for i, d in enumerate(shape))
+    found = rows >= 0
+
+    def remap(value: tf.Tensor) -> tf.Tensor:
+        taken = tf.gather(value, np.maximum(rows, 0), axis=axis)
+        backup = (info.backup_initializer(new_shape, value.dtype) if info.backup_initializer is not None
+                  else tf.zeros(new_shape, value.dtype))
+        mask_shape = [-1 if i == axis else 1 for i in range(len(new_shape))]
+        return tf.where(tf.reshape(found, mask_shape), taken, tf.cast(backup, value.dtype))
+
+    return PlannedTransform("vocab_remap (%d of %d words found, %d OOV buckets)" % (
+        int(found.sum()), new_size, info.num_oov_buckets), new_shape, remap)
+
