@@ -29,14 +29,29 @@ flags.DEFINE_string("write_tf1_checkpoint", None, "Directory in which to first w
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    del argv
+def _data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 8)).astype(np.float32)
     y = rng.integers(0, 3, size=64).astype(np.int64)
-    if FLAGS.write_tf1_checkpoint:
-        path, _ = warm_start_demo.run_tf1_program(FLAGS.write_tf1_checkpoint, x, y, x[:4])
+    return x, y
+
+
+def parse_flags(argv):
+    """app.run's flag parser: --write_tf1_checkpoint writes the demo's TF1 checkpoint first, because
+    --warm_start_from must name an existing checkpoint when the flags are parsed."""
+    demo = flags.FlagValues()
+    flags.DEFINE_string("write_tf1_checkpoint", None, "", flag_values=demo)
+    demo(argv, known_only=True)
+    if demo.write_tf1_checkpoint:
+        x, y = _data()
+        path, _ = warm_start_demo.run_tf1_program(demo.write_tf1_checkpoint, x, y, x[:4])
         print("wrote TF1 checkpoint %s" % path)
+    return app.parse_flags_with_usage(argv)
+
+
+def main(argv):
+    del argv
+    x, y = _data()
     model = warm_start_demo.Classifier()
     model.compile(optimizer=tf_keras.optimizers.Adam(0.01),
                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -49,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -10,6 +10,10 @@ model.fit(x, y, callbacks=[
 ```
 """
 
+from keras_legacy_ckpt import _cli_env
+
+_cli_env.quiet_tensorflow_if_cli()  # the CLI only: before TensorFlow is first imported (see _cli_env)
+
 from keras_legacy_ckpt import _compat, bundle_index
 from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
 from keras_legacy_ckpt.checkpoint_reader import list_variables, verify_checkpoint

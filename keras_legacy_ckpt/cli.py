@@ -1,47 +1,114 @@
-"""The `keras-legacy-ckpt` command line: inspect, plan and rename TF1 checkpoints.
+"""The `keras-legacy-ckpt` command line: inspect, verify, plan and rename TF1 checkpoints.
 
     keras-legacy-ckpt inspect CKPT
     keras-legacy-ckpt verify CKPT
     keras-legacy-ckpt plan CKPT --model MODEL_CKPT_OR_NAMES_FILE [--map "ckpt/=model/"]
     keras-legacy-ckpt rename SRC DST --map "old/=new/" [--regex "PATTERN=>REPL"] [--exclude REGEX] [--dry_run]
+
+`keras-legacy-ckpt --help` lists the commands, examples and flags. TensorFlow's start-up logs are kept off
+stderr by keras_legacy_ckpt._cli_env, which runs before TensorFlow is imported.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 import sys
+import textwrap
 from typing import Dict, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
+from absl import flags
 
 FLAGS = flags.FLAGS
 COMMANDS = ("inspect", "plan", "rename", "verify")
 
-flags.DEFINE_multi_string("map", [], "Name map entries 'old=new' or scopes 'old_scope/=new_scope/', comma "
-                          "separated; repeatable. For plan: checkpoint scope = model scope, as in "
-                          "init_from_checkpoint. For rename, 'old=' drops old.")
-flags.DEFINE_multi_string("regex", [], "A rename rule 'PATTERN=>REPLACEMENT' (Python re.sub syntax, \\1 for "
-                          "groups) applied to names no --map entry covers; the first matching rule wins; "
-                          "repeatable.")
-flags.DEFINE_multi_string("exclude", [], "rename: drop source tensors whose name matches this regex (re.search), "
-                          "e.g. '/Adam(_1)?$' for Adam slots; repeatable.")
-flags.DEFINE_multi_string("transpose", [], "rename: 'REGEX=1,0' transposes tensors whose new name matches.")
-flags.DEFINE_multi_string("reshape", [], "rename: 'REGEX=2,3,4' reshapes tensors whose new name matches.")
-flags.DEFINE_bool("dry_run", False, "rename: print old -> new without writing anything.")
-flags.DEFINE_bool("verify", False, "rename: check every tensor's crc32c before writing.")
-flags.DEFINE_bool("overwrite", False, "rename: replace an existing checkpoint at DST.")
-flags.DEFINE_enum("mode", "auto", ["auto", "zero_copy", "stream"],
-                  "rename: zero_copy shares the data files (pure renames only); stream writes new ones; "
-                  "auto picks zero_copy when it can.")
-flags.DEFINE_string("model", None, "plan: the model's variable names: a checkpoint prefix whose keys are the model's "
-                    "legacy names, or a text file with one 'name [dim,dim,...]' per line.")
+# Each flag's help, also shown by `keras-legacy-ckpt --help` (absl appends its own notes to flag.help).
+FLAG_HELP = {
+    "map": "Name map entries 'old=new' or scopes 'old_scope/=new_scope/', comma separated; repeatable. For "
+           "plan: checkpoint scope = model scope, as in init_from_checkpoint. For rename, 'old=' drops old.",
+    "regex": "A rename rule 'PATTERN=>REPLACEMENT' (Python re.sub syntax, \\1 for groups) applied to names no "
+             "--map entry covers; the first matching rule wins; repeatable.",
+    "exclude": "rename: drop source tensors whose name matches this regex (re.search), e.g. '/Adam(_1)?$' for "
+               "Adam slots; repeatable.",
+    "transpose": "rename: 'REGEX=1,0' transposes tensors whose new name matches; repeatable.",
+    "reshape": "rename: 'REGEX=2,3,4' reshapes tensors whose new name matches; repeatable.",
+    "dry_run": "rename: print old -> new without writing anything.",
+    "verify": "rename: check every tensor's crc32c before writing.",
+    "overwrite": "rename: replace an existing checkpoint at DST.",
+    "mode": "rename: zero_copy shares the data files (pure renames only); stream writes new ones; auto picks "
+            "zero_copy when it can.",
+    "model": "plan: the model's variable names: a checkpoint prefix whose keys are the model's legacy names, or a "
+             "text file with one 'name [dim,dim,...]' per line.",
+}
+for _name in ("map", "regex", "exclude", "transpose", "reshape"):
+    flags.DEFINE_multi_string(_name, [], FLAG_HELP[_name])
+for _name in ("dry_run", "verify", "overwrite"):
+    flags.DEFINE_bool(_name, False, FLAG_HELP[_name])
+flags.DEFINE_enum("mode", "auto", ["auto", "zero_copy", "stream"], FLAG_HELP["mode"])
+flags.DEFINE_string("model", None, FLAG_HELP["model"])
 
 
 class UsageError(Exception):
     pass
+
+
+PROG = "keras-legacy-ckpt"
+# (command, arguments, one line on what it does, an example)
+COMMAND_HELP = (
+    ("inspect", "CKPT", "list the tensors: names, shapes, dtypes, sizes and totals",
+     PROG + " inspect /old/model.ckpt-1000"),
+    ("verify", "CKPT", "check the index and the crc32c of every tensor",
+     PROG + " verify /old/train_dir"),
+    ("plan", "CKPT --model M", "show which checkpoint tensor each model variable would get",
+     PROG + " plan /old/model.ckpt-1000 --model names.txt --map /=backbone/"),
+    ("rename", "SRC DST", "write a copy with renamed, dropped or transposed tensors",
+     PROG + " rename /old/model.ckpt-1000 /new/ --map /=backbone/ --exclude '/Adam(_1)?$'"),
+)
+# Our flags, in the order --help lists them, with the value each takes.
+FLAG_METAVARS = (("map", "OLD=NEW,..."), ("regex", "'PATTERN=>REPL'"), ("exclude", "REGEX"), ("model", "M"),
+                 ("transpose", "REGEX=1,0"), ("reshape", "REGEX=2,3"), ("mode", "auto|zero_copy|stream"),
+                 ("dry_run", ""), ("verify", ""), ("overwrite", ""))
+_HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
+
+
+def _command_lines(examples: bool) -> List[str]:
+    lines = []
+    for name, args, what, example in COMMAND_HELP:
+        lines.append("  %-22s %s" % ("%s %s" % (name, args), what))
+        if examples:
+            lines.append("      " + example)
+    return lines
+
+
+def usage_text() -> str:
+    """The short usage: what a usage error prints on stderr."""
+    return "\n".join(["usage: %s COMMAND ARGS... [FLAGS]" % PROG] + _command_lines(examples=False) +
+                      ["Run '%s --help' for examples and flags." % PROG])
+
+
+def help_text() -> str:
+    """`keras-legacy-ckpt --help`: the commands, each with one line and an example, and the flags."""
+    lines = ["usage: %s COMMAND ARGS... [FLAGS]   (python -m keras_legacy_ckpt ... is the same)" % PROG, "",
+             "Inspect, verify, plan and rename TF1 name-based checkpoints, without TF1 code. CKPT is a",
+             "checkpoint prefix (/old/model.ckpt-1000), one of its files, or a directory with a 'checkpoint'",
+             "state file (its latest checkpoint).", "", "commands:"]
+    lines += _command_lines(examples=True)
+    lines += ["", "flags:"]
+    for name, metavar in FLAG_METAVARS:
+        default = FLAGS[name].default
+        text = FLAG_HELP[name] + ("" if default in (None, False, []) else " (default: %s)" % default)
+        head = "  --%s%s" % (name, "=" + metavar if metavar else "")
+        wrapped = textwrap.wrap(text, 100, initial_indent=" " * 28, subsequent_indent=" " * 28)
+        if len(head) < 27:
+            wrapped[0] = head.ljust(28) + wrapped[0][28:]
+        else:
+            wrapped.insert(0, head)
+        lines += wrapped
+    lines += ["", "exit status: 0 ok; 1 an error (one 'error: ...' line on stderr), or plan found a variable",
+              "that would get no value or a wrong shape; 2 a usage error."]
+    return "\n".join(lines)
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -173,13 +240,22 @@ def rename(src: str, dst: str) -> str:
     return "\n".join(lines)
 
 
+def _usage_error(message: str) -> int:
+    print("usage error: %s\n%s" % (message, usage_text()), file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str]) -> int:
+    """Runs the command in `argv` (flags already parsed); returns the exit status."""
     from keras_legacy_ckpt.errors import LegacyCheckpointError
 
     args = list(argv[1:])
     try:
-        if not args or args[0] not in COMMANDS:
-            raise UsageError("expected a command: %s" % ", ".join(COMMANDS))
+        if not args:
+            raise UsageError("no command given")
+        if args[0] not in COMMANDS:
+            close = difflib.get_close_matches(args[0], COMMANDS, n=1)
+            raise UsageError("unknown command %r%s" % (args[0], " (did you mean %s?)" % close[0] if close else ""))
         command, rest = args[0], args[1:]
         if command == "inspect" and len(rest) == 1:
             print(inspect(rest[0]))
@@ -198,24 +274,54 @@ def main(argv: Sequence[str]) -> int:
         elif command == "rename" and len(rest) == 2:
             print(rename(rest[0], rest[1]))
         else:
-            raise UsageError("wrong number of arguments for %s" % command)
+            expected = {name: arguments for name, arguments, _, _ in COMMAND_HELP}[command].split(" --")[0]
+            raise UsageError("%s takes %s; got %s" % (command, expected, " ".join(rest) or "no argument"))
     except UsageError as e:
-        print("usage error: %s\n%s" % (e, __doc__.strip()), file=sys.stderr)
-        return 2
-    except LegacyCheckpointError as e:
+        return _usage_error(str(e))
+    except (LegacyCheckpointError, OSError) as e:
         print("error: %s" % " ".join(str(e).split()), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
-def _parse_flags(argv: List[str]) -> List[str]:
+class _LogFormatter(logging.Formatter):
+    """absl log records (ours: rename's notes) as one plain line: 'note: ...', 'warning: ...'."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "note" if record.levelno < logging.WARNING else record.levelname.lower()
+        return "%s: %s" % (level, " ".join(record.getMessage().split()))
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logger = logging.getLogger("absl")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run(argv: Optional[Sequence[str]] = None) -> None:
+    """Console-script entry point (and `python -m keras_legacy_ckpt`): exits with main's status.
+
+    absl's app.run is not used: it would run TensorFlow's after-init callbacks, one of which lists the
+    GPUs (a CUDA initialisation and its log lines), and its --help lists absl's own flags.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    args = argv[1:]
+    options = args[:args.index("--")] if "--" in args else args
+    if args[:1] == ["help"] or any(arg in _HELP_ARGS for arg in options):
+        print(help_text())
+        sys.exit(0)
+    from keras_legacy_ckpt import _cli_env
+
+    _cli_env.quiet_tensorflow_if_cli()  # a no-op once the package has imported TensorFlow (it does so today)
     try:
-        return FLAGS(argv)
+        remaining = FLAGS(argv)
     except flags.Error as e:
-        print("usage error: %s\n%s" % (e, __doc__.strip()), file=sys.stderr)
-        sys.exit(2)
-
-
-def run() -> None:
-    """Console-script entry point."""
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+        sys.exit(_usage_error(" ".join(str(e).split())))
+    _setup_logging()
+    sys.exit(main(remaining))

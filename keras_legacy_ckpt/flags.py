@@ -14,13 +14,22 @@ app.run(main)
 
     train --warm_start_from=/old/model.ckpt-1000 --warm_start_assignment_map="/=backbone/" \\
           --object_checkpoint_dir=/new/tf2_ckpts
+
+Values that cannot work fail when the flags are parsed (absl IllegalFlagValueError, naming the value and
+the fix): a --warm_start_from that names no checkpoint (unless --object_checkpoint_dir already holds one,
+from which the run resumes without reading the TF1 checkpoint), a --warm_start_assignment_map without
+--warm_start_from, a map with bad syntax, and a JSON map file that is missing or invalid. Local paths are
+checked with os.path; paths with a scheme (gs://, ram://, ...) with tf.io.gfile.
 """
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import json
 import os
-from typing import Any, List, Optional
+import re
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 from absl import flags
 
@@ -64,6 +73,12 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "warm_start_assignment_map", _valid_map,
         message="--warm_start_assignment_map must be 'ckpt_scope/=model_scope/,...' or a JSON file path",
         flag_values=flag_values)
+    flags.register_multi_flags_validator(
+        ["warm_start_from", "warm_start_assignment_map"], _map_needs_checkpoint,
+        message="--warm_start_assignment_map needs --warm_start_from", flag_values=flag_values)
+    flags.register_validator(
+        "warm_start_from", lambda value: _valid_warm_start_from(value, flag_values),
+        message="--warm_start_from must name an existing TF1 checkpoint", flag_values=flag_values)
 
 
 def _valid_map(value: Optional[str]) -> bool:
@@ -76,26 +91,188 @@ def _valid_map(value: Optional[str]) -> bool:
     return True
 
 
+def _map_needs_checkpoint(values: dict) -> bool:
+    if values["warm_start_assignment_map"] and not values["warm_start_from"]:
+        raise flags.ValidationError(
+            "--warm_start_assignment_map=%s is set without --warm_start_from, so nothing would use it: add "
+            "--warm_start_from=<the TF1 checkpoint prefix or directory the map applies to>, or drop the map."
+            % values["warm_start_assignment_map"])
+    return True
+
+
+def _valid_warm_start_from(value: Optional[str], flag_values: flags.FlagValues) -> bool:
+    if not value:
+        return True
+    # Resume beats warm start: a restarted job whose object checkpoint directory already holds a
+    # checkpoint resumes from it and never reads the TF1 checkpoint, which may be gone by now.
+    resume_dir = flag_values["object_checkpoint_dir"].value if "object_checkpoint_dir" in flag_values else None
+    try:
+        if resume_dir and _files(resume_dir).exists(_join(resume_dir, "checkpoint")):
+            return True
+        problem = checkpoint_problem(value)
+    except Exception as e:  # noqa: BLE001  (tf.errors.OpError of a remote file system: permissions, network)
+        raise flags.ValidationError("cannot check that this checkpoint exists: %s" % str(e).strip().split("\n")[0])
+    if problem:
+        raise flags.ValidationError(problem)
+    return True
+
+
+# --- file checks: os.path for local paths, tf.io.gfile (imported only then) for paths with a scheme ----
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")  # as checkpoint_reader.resolve_checkpoint
+
+
+class _Files(NamedTuple):
+    exists: Callable[[str], bool]
+    isdir: Callable[[str], bool]
+    listdir: Callable[[str], List[str]]
+    read_text: Callable[[str], str]
+
+
+def _read_local(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+_LOCAL = _Files(os.path.exists, os.path.isdir, os.listdir, _read_local)
+
+
+def _files(path: str) -> _Files:
+    if not _SCHEME.match(path):
+        return _LOCAL
+    import tensorflow as tf
+
+    def read_text(name: str) -> str:
+        with tf.io.gfile.GFile(name, "r") as f:
+            return f.read()
+
+    return _Files(tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.listdir, read_text)
+
+
+def _join(directory: str, name: str) -> str:
+    return directory + name if directory.endswith("/") else directory + "/" + name
+
+
+def _dirname(path: str) -> str:
+    head = path.rsplit("/", 1)[0] if "/" in path else "."
+    return head + "/" if head.endswith(":/") or head == "" else head  # gs://bucket, /
+
+
+def _prefixes_in(files: _Files, directory: str) -> List[str]:
+    try:
+        names = files.listdir(directory)
+    except Exception:  # noqa: BLE001  (unreadable: no suggestions)
+        return []
+    return sorted(_join(directory, n.rstrip("/")[:-len(".index")]) for n in names if n.rstrip("/").endswith(".index"))
+
+
+def _latest_in_state_file(files: _Files, state: str) -> Optional[str]:
+    """model_checkpoint_path of a TF `checkpoint` state file (a text proto), without TensorFlow."""
+    try:
+        text = files.read_text(state)
+    except Exception:  # noqa: BLE001
+        return None
+    match = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    if not match:
+        return None
+    return codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8", "replace")
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why `path` names no TF1 checkpoint (a sentence ending with the fix), or None when it names one.
+
+    Accepts what the warm start accepts: a prefix, one of its files (.index, .data-*, .meta), or a
+    directory with a `checkpoint` state file naming a checkpoint whose .index exists.
+    """
+    files = _files(path)
+    example = "a prefix such as /ckpts/model.ckpt-1000 (the common start of its .index and .data-* files)"
+    prefix = _FILE_SUFFIX.sub("", path)
+    # The .index first: some file systems (ram://) call every prefix of a file name a directory.
+    if files.exists(prefix + ".index"):
+        return None
+    if files.isdir(path):
+        directory = path.rstrip("/") if len(path.rstrip("/")) > path.find("://") + 3 else path
+        found = _prefixes_in(files, directory)
+        pass_one = "pass one of its checkpoints, e.g. --warm_start_from=%s" % found[-1] if found else ""
+        state = _join(directory, "checkpoint")
+        if not files.exists(state):
+            if found:
+                return ("the directory has no 'checkpoint' state file, so no latest checkpoint (it holds %d "
+                        "checkpoint(s)): %s." % (len(found), pass_one))
+            return ("the directory holds no checkpoint (no .index file, no 'checkpoint' state file): pass %s, "
+                    "or the directory the TF1 job saved into." % example)
+        latest = _latest_in_state_file(files, state)
+        if latest is None:
+            return "its state file %s names no checkpoint: %s." % (state, pass_one or "pass %s" % example)
+        prefix = latest if latest.startswith("/") or _SCHEME.match(latest) else _join(directory, latest)
+        if not files.exists(prefix + ".index"):
+            return "its state file %s names %s, which has no .index file (deleted or moved?): %s." % (
+                state, prefix, pass_one or "pass the prefix of an existing checkpoint")
+        return None
+    if files.exists(prefix):
+        return ("%s is a file but not a TF1 (V2) checkpoint: there is no %s.index next to it. Pass %s, or a "
+                "directory with a 'checkpoint' state file." % (path, prefix, example))
+    directory = _dirname(prefix)
+    if not files.isdir(directory):
+        return "there is no checkpoint: directory %s does not exist. Check the path; pass %s." % (directory, example)
+    close = difflib.get_close_matches(prefix, _prefixes_in(files, directory), n=3)
+    hint = ("Did you mean %s?" % " or ".join(close)) if close else (
+        "Pass %s, or a directory with a 'checkpoint' state file." % example)
+    return "there is no %s.index (and %s does not exist). %s" % (prefix, prefix, hint)
+
+
 def parse_assignment_map_flag(value: Optional[str]) -> NameMapping:
-    """Parses the --warm_start_assignment_map value (never with eval)."""
+    """Parses the --warm_start_assignment_map value (never with eval).
+
+    A value ending in .json, or naming an existing file, is a JSON file; anything else is a map spec.
+    """
     if not value:
         return None
-    if os.path.isfile(value):
-        try:
-            with open(value) as f:
-                loaded = json.load(f)
-        except (OSError, ValueError) as e:
-            raise AssignmentMapError("Cannot read assignment map JSON file %s: %s." % (value, e)) from None
-        if isinstance(loaded, dict) and all(isinstance(k, str) and (v is None or isinstance(v, str))
-                                            for k, v in loaded.items()):
-            return loaded
-        if isinstance(loaded, list) and all(isinstance(r, list) and len(r) == 2 for r in loaded):
-            rules = [tuple(r) for r in loaded]
-            validate_warm_start_map(rules)
-            return rules
-        raise AssignmentMapError("Assignment map JSON file %s must hold {\"ckpt_scope/\": \"model_scope/\"} or "
-                                 "[[\"regex\", \"replacement\"], ...]." % value)
+    files = _files(value)
+    if value.lower().endswith(".json") or (files.exists(value) and not files.isdir(value)):
+        return _load_json_map(value, files)
     return parse_map_spec(value)
+
+
+_JSON_FORMS = '{"ckpt_scope/": "model_scope/", "ckpt_name": "model_name"} or [["regex", "replacement"], ...]'
+
+
+def _no_duplicate_keys(pairs: List[Tuple[str, Any]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise AssignmentMapError("%r is given twice" % key)
+        seen[key] = value
+    return seen
+
+
+def _load_json_map(path: str, files: _Files) -> NameMapping:
+    if not files.exists(path):
+        raise AssignmentMapError(
+            "The assignment map JSON file %s does not exist (a value ending in .json is always read as a file). "
+            "Fix the path, or pass the map itself, e.g. '/=backbone/'." % path)
+    try:
+        text = files.read_text(path)
+    except Exception as e:  # noqa: BLE001  (OSError, UnicodeDecodeError, tf.errors.OpError)
+        raise AssignmentMapError("Cannot read the assignment map JSON file %s: %s." % (path, e)) from None
+    try:
+        loaded = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as e:
+        raise AssignmentMapError("The assignment map file %s is not valid JSON (line %d column %d: %s). It must "
+                                 "hold %s." % (path, e.lineno, e.colno, e.msg, _JSON_FORMS)) from None
+    except AssignmentMapError as e:
+        raise AssignmentMapError("In the assignment map JSON file %s, %s: give each name once." % (path, e)) from None
+    if isinstance(loaded, dict) and all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                        for k, v in loaded.items()):
+        return loaded
+    if isinstance(loaded, list) and all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], str)
+                                        and (r[1] is None or isinstance(r[1], str)) for r in loaded):
+        rules = [tuple(r) for r in loaded]
+        validate_warm_start_map(rules)
+        return rules
+    raise AssignmentMapError("The assignment map JSON file %s must hold %s; it holds %s." % (
+        path, _JSON_FORMS, json.dumps(loaded)[:200]))
 
 
 def callbacks_from_flags(flag_values: flags.FlagValues = FLAGS, sample_input: Any = None) -> List[Any]:

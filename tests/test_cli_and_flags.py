@@ -1,7 +1,10 @@
 """The CLI (inspect, plan, rename) and the absl flags for training binaries."""
 
+import concurrent.futures
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,13 +98,103 @@ def test_plan_shows_mapping_missing_unused_and_a_suggestion(capsys, tmp_path, ck
     assert code == 1 and "SHAPE MISMATCH: model (6, 5)" in out
 
 
-def test_console_script_and_module_entry_points(tmp_path, ckpt):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def test_console_script_and_module_entry_points_help_usage_and_quiet_stderr(tmp_path, ckpt):
+    """Fresh processes, as a user runs them: `--help`, and the four commands with nothing on stderr, both when
+    TF_CPP_MIN_LOG_LEVEL is unset and when it is 2 (the Makefile's setting)."""
     script = shutil.which("keras-legacy-ckpt", path=os.path.dirname(sys.executable))
     assert script, "the console script is installed next to the interpreter"
-    for command in ([script], [sys.executable, "-m", "keras_legacy_ckpt"]):
-        result = subprocess.run(command + ["inspect", ckpt[0]], capture_output=True, text=True, env=env, timeout=120)
-        assert result.returncode == 0 and "net/hidden/kernel" in result.stdout, result.stderr[-2000:]
+    module = [sys.executable, "-m", "keras_legacy_ckpt"]
+    unset = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    level2 = dict(unset, TF_CPP_MIN_LOG_LEVEL="2")
+    names = tmp_path / "names.txt"
+    names.write_text("backbone/net/hidden/kernel 5,6\nbackbone/net/hidden/bias 6\n")
+    runs = {
+        "help": ([script, "--help"], unset),
+        "module_help": (module + ["--help"], level2),
+        "inspect": ([script, "inspect", ckpt[0]], unset),
+        "verify": (module + ["verify", ckpt[0]], level2),
+        "plan": ([script, "plan", ckpt[0], "--model", str(names), "--map", "/=backbone/"], level2),
+        "rename": ([script, "rename", ckpt[0], str(tmp_path / "out") + "/", "--map", "/=backbone/"], unset),
+    }
+
+    def run(item):
+        command, env = item
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = dict(zip(runs, pool.map(run, runs.values())))
+
+    help_result = results["help"]
+    assert help_result.returncode == 0 and help_result.stderr == "", help_result.stderr[-2000:]
+    lines = help_result.stdout.splitlines()
+    for command in ("inspect", "verify", "plan", "rename"):
+        described = [i for i, line in enumerate(lines) if re.match(r"  %s \S" % command, line)]
+        assert len(described) == 1, (command, help_result.stdout)
+        assert lines[described[0] + 1].strip().startswith("keras-legacy-ckpt %s /" % command), help_result.stdout
+    for flag in ("--map", "--regex", "--exclude", "--model", "--dry_run", "--overwrite", "--mode"):
+        assert "\n  %s" % flag in help_result.stdout, flag
+    assert results["module_help"].returncode == 0 and results["module_help"].stdout == help_result.stdout
+    assert results["module_help"].stderr == ""
+
+    for name in ("inspect", "verify", "plan", "rename"):
+        result = results[name]
+        assert result.returncode == 0 and result.stderr == "", (name, result.stderr[-3000:])
+    assert "net/hidden/kernel" in results["inspect"].stdout and results["verify"].stdout.startswith("OK: 23 tensors")
+    assert "backbone/net/hidden/kernel <- net/hidden/kernel (5, 6)" in results["plan"].stdout
+    assert os.path.exists(tmp_path / "out" / (os.path.basename(ckpt[0]) + ".index"))
+
+
+def run_entry_point(capsys, *args):
+    """cli.run in this process (no TensorFlow import to pay for): (exit status, stdout, stderr)."""
+    absl_logger = logging.getLogger("absl")
+    saved = absl_logger.handlers[:], absl_logger.level, absl_logger.propagate
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run(["keras-legacy-ckpt", *args])
+    finally:
+        cli.FLAGS.unparse_flags()
+        absl_logger.handlers[:], absl_logger.level, absl_logger.propagate = saved
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_no_command_prints_the_usage_and_exits_2_and_help_exits_0(capsys):
+    code, out, err = run_entry_point(capsys)
+    assert code == 2 and out == "" and err.startswith("usage error: no command given\nusage: keras-legacy-ckpt")
+    assert all("\n  %s " % command in err for command in ("inspect", "verify", "plan", "rename"))
+    assert err.rstrip().endswith("Run 'keras-legacy-ckpt --help' for examples and flags.")
+    code, out, err = run_entry_point(capsys, "frobnicate", "--map", "a=b")
+    assert code == 2 and err.startswith("usage error: unknown command 'frobnicate'")
+    for args in (["-h"], ["help"], ["rename", "--help"]):
+        code, out, err = run_entry_point(capsys, *args)
+        assert code == 0 and err == "" and out.strip() == cli.help_text()
+
+
+def test_start_up_log_filter_and_cli_process_detection(monkeypatch):
+    from keras_legacy_ckpt import _cli_env
+
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1795655018.140801   24742 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n"
+        "I0000 00:00:1795655018.198655   24742 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n"
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n"
+        "2023-08-25 11:11:47.521702: I tensorflow/tsl/cuda/cudart_stub.cc:28] Could not find cuda drivers.\n"
+        "W0520 14:03:07.123456   24742 something.cc:12] a warning\n")
+    error = "E0000 00:00:1795655032.433165   24780 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)\n"
+    ours = "/x/y.py:3: UserWarning: kept\n  warnings.warn('kept')\nTo enable the following instructions: kept too\n"
+    assert _cli_env.filter_tensorflow_logs(noise + error + ours, 3) == ours
+    assert _cli_env.filter_tensorflow_logs(noise + error + ours, 2) == error + ours
+    assert _cli_env.filter_tensorflow_logs(noise + error + ours, 0) == noise + error + ours
+    for argv0, orig_argv, expected in [
+            ("/venv/bin/keras-legacy-ckpt", ["/venv/bin/python", "/venv/bin/keras-legacy-ckpt"], True),
+            ("-m", ["python3", "-X", "dev", "-m", "keras_legacy_ckpt", "inspect", "x"], True),
+            ("-m", ["python3", "-mkeras_legacy_ckpt"], True),
+            ("-m", ["python3", "-m", "keras_legacy_ckpt.cli"], False),
+            ("/venv/bin/pytest", ["python", "-m", "pytest", "-m", "keras_legacy_ckpt"], False),
+            ("train.py", ["python", "train.py", "-m", "keras_legacy_ckpt"], False)]:
+        monkeypatch.setattr(sys, "argv", [argv0])
+        monkeypatch.setattr(sys, "orig_argv", orig_argv)
+        assert _cli_env.is_cli_process() is expected, orig_argv
 
 
 def _flag_values(*args):
@@ -130,13 +223,89 @@ def test_assignment_map_flag_takes_a_json_file(tmp_path):
     path.write_text(json.dumps([["^net/", "tower/"]]))
     assert klc_flags.parse_assignment_map_flag(str(path)) == [("^net/", "tower/")]
     path.write_text("__import__('os').remove('x')")
-    with pytest.raises(klc.AssignmentMapError, match="Cannot read assignment map JSON"):
+    with pytest.raises(klc.AssignmentMapError, match="is not valid JSON"):
         klc_flags.parse_assignment_map_flag(str(path))
 
 
 def test_bad_assignment_map_flag_is_rejected_when_parsing():
     with pytest.raises(flags.IllegalFlagValueError, match="must look like 'old=new'"):
         _flag_values("--warm_start_assignment_map=nonsense")
+
+
+def _flag_error(*args):
+    with pytest.raises(flags.IllegalFlagValueError) as raised:
+        _flag_values(*args)
+    return str(raised.value)
+
+
+def test_warm_start_flags_fail_at_parse_time_naming_the_value_and_the_fix(tmp_path, ckpt):
+    directory, name = os.path.split(ckpt[0])                     # .../model.ckpt-3, with a 'checkpoint' state file
+    for ok in (ckpt[0], ckpt[0] + ".index", ckpt[0] + ".data-00000-of-00001", directory, directory + "/"):
+        assert _flag_values("--warm_start_from=%s" % ok).warm_start_from == ok
+
+    error = _flag_error("--warm_start_assignment_map=/=backbone/")
+    assert "--warm_start_assignment_map=/=backbone/" in error and "without --warm_start_from" in error
+
+    typo = ckpt[0][:-1] + "9"                                    # model.ckpt-9: no such step
+    error = _flag_error("--warm_start_from=%s" % typo)
+    assert "--warm_start_from=%s" % typo in error and "no %s.index" % typo in error and "Did you mean %s" % ckpt[0] in error
+
+    nowhere = str(tmp_path / "nowhere" / "model.ckpt-1000")
+    error = _flag_error("--warm_start_from=%s" % nowhere, "--warm_start_assignment_map=/=backbone/")
+    assert "--warm_start_from=%s" % nowhere in error and "directory %s does not exist" % (tmp_path / "nowhere") in error
+    missing_dir = str(tmp_path / "gone")
+    assert "%s does not exist" % missing_dir in _flag_error("--warm_start_from=%s" % missing_dir)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    error = _flag_error("--warm_start_from=%s" % empty)
+    assert "--warm_start_from=%s" % empty in error and "holds no checkpoint" in error
+    no_state = tmp_path / "no_state"
+    no_state.mkdir()
+    for path in os.listdir(directory):
+        if path.startswith(name + "."):
+            shutil.copy(os.path.join(directory, path), str(no_state))
+    error = _flag_error("--warm_start_from=%s" % no_state)
+    assert "no 'checkpoint' state file" in error and "--warm_start_from=%s" % (no_state / name) in error
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-7"\n')
+    error = _flag_error("--warm_start_from=%s" % stale)
+    assert "names %s" % (stale / "model.ckpt-7") in error and "no .index" in error
+
+    # A restarted job resumes from its own object checkpoint and never reads the TF1 one: no check then.
+    resumed = tmp_path / "tf2"
+    resumed.mkdir()
+    (resumed / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n')
+    values = _flag_values("--warm_start_from=%s" % typo, "--object_checkpoint_dir=%s" % resumed)
+    assert values.warm_start_from == typo
+
+
+def test_warm_start_from_with_a_scheme_is_checked_with_tf_io_gfile(ckpt):
+    import tensorflow as tf
+
+    remote = "ram://klc_flags_test/model.ckpt-3"
+    for suffix in (".index", ".data-00000-of-00001"):
+        tf.io.gfile.copy(ckpt[0] + suffix, remote + suffix, overwrite=True)
+    assert _flag_values("--warm_start_from=%s" % remote).warm_start_from == remote
+    error = _flag_error("--warm_start_from=ram://klc_flags_test/model.ckpt-4")
+    assert "no ram://klc_flags_test/model.ckpt-4.index" in error and "Did you mean %s" % remote in error
+
+
+def test_assignment_map_json_file_missing_or_invalid_is_named(tmp_path, ckpt):
+    start = "--warm_start_from=%s" % ckpt[0]
+    missing = str(tmp_path / "maps" / "map.json")
+    error = _flag_error(start, "--warm_start_assignment_map=%s" % missing)
+    assert "--warm_start_assignment_map=%s" % missing in error and "JSON file %s does not exist" % missing in error
+    assert "must look like" not in error
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"/": "backbone/",}')
+    error = _flag_error(start, "--warm_start_assignment_map=%s" % bad)
+    assert "%s is not valid JSON" % bad in error and "line 1" in error
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"/": 3}')
+    error = _flag_error(start, "--warm_start_assignment_map=%s" % wrong)
+    assert str(wrong) in error and "[[\"regex\", \"replacement\"], ...]" in error
 
 
 def test_train_binary_example_end_to_end(tmp_path):
