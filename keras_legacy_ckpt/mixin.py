@@ -165,13 +165,16 @@ def legacy_variables_of(target: Any) -> Dict[str, Any]:
     Raises DuplicateVariableNameError listing every name two variables share.
     """
     names: Dict[int, str] = {}
+    # Walking a module's variables is the slow part with thousands of them: once per mixin.
+    mixins = {id(m): m for m in mixins_of(target)}
+    owned = {key: variables_of(m) for key, m in mixins.items()}
     # A nested mixin tracks a subset of its parent's variables: name from the smallest,
     # and on a tie from the deepest (mixins_of lists outermost first).
-    for mixin in sorted(reversed(mixins_of(target)), key=lambda m: len(variables_of(m))):
-        for v in variables_of(mixin):
-            names.setdefault(id(v), mixin.legacy_name(v))
+    for key in sorted(reversed(list(owned)), key=lambda k: len(owned[k])):
+        for v in owned[key]:
+            names.setdefault(id(v), mixins[key].legacy_name(v))
     by_name: Dict[str, List[Any]] = collections.defaultdict(list)
-    for v in variables_of(target):
+    for v in owned.get(id(target)) or variables_of(target):
         by_name[names.get(id(v)) or default_legacy_name(v)].append(v)
     clashes = {name: vs for name, vs in by_name.items() if len(vs) > 1}
     if clashes:
@@ -266,15 +269,18 @@ def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:
     Raises:
         LegacyCheckpointError: the second pass created variables (TF1 auto-names drifting).
     """
+    modules = [target, *_submodules(target)]  # one walk of a model that may have thousands of variables
+    mixins = [m for m in modules if isinstance(m, LegacyCheckpointMixin)]
     if sample_input is not None:
         sample_input = model_input(sample_input)
         unbuilt = (_compat.is_keras3_layer(target) or _compat.is_tf_keras_layer(target)) and not target.built
-        first_pass = unbuilt or any(m._needs_warm_up() for m in mixins_of(target)) or not variables_of(target)
+        first_pass = unbuilt or any(m._needs_warm_up() for m in mixins) or not variables_of(target)
         _warm_up_and_check(target, (sample_input,), first_pass)
         return
-    for mixin in mixins_of(target):
+    for mixin in mixins:
         mixin.warm_up()
-    _check_mixins_from_their_specs(target)
+    if any(_compat.uses_shim(m) for m in modules):
+        _check_mixins_from_their_specs(target)
 
 
 def _check_mixins_from_their_specs(target: Any) -> None:
