@@ -171,6 +171,7 @@ def plan(checkpoint: str, model_spec: str) -> Tuple[str, bool]:
     """What the assignment map does: model name <- checkpoint key, missing, unused."""
     from keras_legacy_ckpt.assignment_map import plan_assignment_map, suggest_map
     from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
+    from keras_legacy_ckpt.optimizer_state import is_training_state
 
     ckpt = CheckpointFile(checkpoint)
     model = _model_names(model_spec)
@@ -197,8 +198,12 @@ def plan(checkpoint: str, model_spec: str) -> Tuple[str, bool]:
                     ",".join("%s=%s" % kv for kv in suggestion.assignment_map.items()), len(suggestion.unmatched)))
     used = {m.key for m in result.matches.values()}
     unused = [k for k in ckpt.tensors if k not in used]
-    if unused:
-        out.append("unused checkpoint tensors (%d): %s" % (len(unused), ", ".join(unused)))
+    training = [k for k in unused if is_training_state(k)]
+    other = [k for k in unused if not is_training_state(k)]
+    if training:
+        out.append("unused optimizer/step tensors (%d): %s" % (len(training), ", ".join(training)))
+    if other:
+        out.append("unused other tensors (%d): %s" % (len(other), ", ".join(other)))
     return "\n".join(out), problems == 0
 
 
@@ -234,9 +239,13 @@ def rename(src: str, dst: str) -> str:
         src, dst, _mapping_from_flags(), dry_run=FLAGS.dry_run, exclude=FLAGS.exclude,
         transpose=_int_list_rules(FLAGS.transpose, "transpose"), reshape=_int_list_rules(FLAGS.reshape, "reshape"),
         mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, progress=progress)
+    from keras_legacy_ckpt.optimizer_state import is_training_state
+
     lines = ["%s -> %s" % (old, new) for old, new in renames.items()]
     verb = "would write" if FLAGS.dry_run else "wrote"
-    lines.append("%s %d tensors to %s" % (verb, len(renames), dst))
+    training = sum(1 for old in renames if is_training_state(old))
+    lines.append("%s %d tensors to %s (%d weights, %d optimizer/step tensors)"
+                 % (verb, len(renames), dst, len(renames) - training, training))
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute, resume
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
+from keras_legacy_ckpt.optimizer_state import is_training_state
 from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, _scopes_of, compile_patterns,
                                               forward_mapper,
                                               plan_assignment_map, suggest_map)
@@ -25,18 +26,6 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
-
-# Training state a warm start leaves behind: TF1 optimizer slots (and BERT's AdamWeightDecay
-# `adam_m`/`adam_v`), moving averages, step counters.
-_OPTIMIZER_STATE = re.compile(
-    r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|adam_m|adam_v|"
-    r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
-
-
-def is_training_state(key: str) -> bool:
-    """Whether checkpoint key `key` is optimizer or step state rather than a model weight."""
-    return bool(_OPTIMIZER_STATE.search(key))
-
 
 _LIST_LIMIT = 20
 Transform = Callable[[tf.Tensor], tf.Tensor]
