@@ -9,13 +9,15 @@ The `.index` file is a LevelDB-style sorted table (TensorFlow's `core/lib/io/tab
 data blocks of prefix-compressed key/value entries, an index block pointing at them,
 and a 48-byte footer ending in a magic number. Key "" holds a `BundleHeaderProto`;
 every other key holds a `BundleEntryProto` (dtype, shape, shard, offset, size, crc32c).
+
+Files are read through `file_access`: local paths (and file:// URLs) with `os.pread`, any other
+scheme (gs://, ram://, ...) through `tf.io.gfile`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import struct
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -24,6 +26,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.python.framework import dtypes as tf_dtypes
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
+from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.errors import CorruptCheckpointError, LegacyCheckpointError
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
@@ -31,7 +34,6 @@ _FOOTER_SIZE = 48
 _BLOCK_TRAILER_SIZE = 5
 _NO_COMPRESSION = 0
 _CRC_MASK_DELTA = 0xA282EAD8
-_VERIFY_CHUNK = 16 * 1024 * 1024
 # dtypes whose bytes on disk are not the raw tensor memory, so no dtype-size rule applies.
 _ENCODED_DTYPES = (types_pb2.DT_STRING, types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE)
 
@@ -80,23 +82,20 @@ class BundleIndex:
 
         Raises CorruptCheckpointError naming the tensor and the data file on a mismatch.
         """
-        descriptors: Dict[int, int] = {}
+        readers: Dict[int, file_access.Reader] = {}
         try:
             for name, entry in self.data_entries(names):
                 if entry.dtype in (types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE):
                     continue  # checked by TensorFlow's reader; never model weights
                 path = data_file_path(self.prefix, entry.shard_id, self.num_shards)
-                if entry.shard_id not in descriptors:
-                    descriptors[entry.shard_id] = os.open(path, os.O_RDONLY)
-                fd = descriptors[entry.shard_id]
+                if entry.shard_id not in readers:
+                    readers[entry.shard_id] = file_access.open_reader(path)
+                reader = readers[entry.shard_id]
                 if entry.dtype == types_pb2.DT_STRING:
-                    crc, done = _string_crc(fd, entry), entry.size
+                    crc, done = _string_crc(reader, entry), entry.size
                 else:
                     crc, done = 0, 0
-                    while done < entry.size:
-                        chunk = os.pread(fd, min(_VERIFY_CHUNK, entry.size - done), entry.offset + done)
-                        if not chunk:
-                            break
+                    for chunk in reader.chunks(entry.offset, entry.size):
                         crc = google_crc32c.extend(crc, chunk)
                         done += len(chunk)
                 if done != entry.size or crc is None or _mask(crc) != entry.crc32c:
@@ -107,8 +106,8 @@ class BundleIndex:
         except OSError as e:
             raise CorruptCheckpointError("Cannot read checkpoint data of %s: %s." % (self.prefix, e)) from None
         finally:
-            for fd in descriptors.values():
-                os.close(fd)
+            for reader in readers.values():
+                reader.close()
 
 
 class _Corrupt(Exception):
@@ -195,14 +194,14 @@ def _parse_table(data: bytes) -> Iterator[Tuple[bytes, bytes]]:
             yield key, value
 
 
-def _string_crc(fd: int, entry: tensor_bundle_pb2.BundleEntryProto) -> Optional[int]:
+def _string_crc(reader: file_access.Reader, entry: tensor_bundle_pb2.BundleEntryProto) -> Optional[int]:
     """The checksum TensorFlow stores for a string tensor, or None if its layout is broken.
 
     A string tensor is stored as varint64 lengths, a 4-byte checksum of the lengths, then
     the bytes; the entry's crc32c covers each length as a little-endian uint32 (uint64 when
     larger), the 4 checksum bytes, and the string bytes.
     """
-    raw = os.pread(fd, entry.size, entry.offset)
+    raw = reader.read(entry.offset, entry.size)
     count = math.prod(dim.size for dim in entry.shape.dim)
     crc, pos, total = 0, 0, 0
     try:
@@ -244,8 +243,7 @@ def read_bundle_index(prefix: str) -> BundleIndex:
     """
     index_path = prefix + ".index"
     try:
-        with open(index_path, "rb") as f:
-            data = f.read()
+        data = file_access.read_file(index_path)
     except OSError as e:
         raise CorruptCheckpointError("Cannot read checkpoint index %s: %s" % (index_path, e)) from e
     header = tensor_bundle_pb2.BundleHeaderProto()
@@ -310,7 +308,7 @@ def check_data_files(index: BundleIndex) -> None:
     sizes: List[Optional[int]] = []
     for path in index.data_files():
         try:
-            sizes.append(os.path.getsize(path))
+            sizes.append(file_access.size(path))
         except OSError:
             sizes.append(None)
     for key, entry in index.entries.items():

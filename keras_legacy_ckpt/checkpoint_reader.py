@@ -9,10 +9,13 @@ import math
 import difflib
 import os
 import re
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from absl import logging
+
+from keras_legacy_ckpt import checkpoint_kinds
 from keras_legacy_ckpt.bundle_index import BundleIndex, read_bundle_index, tensor_names
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
 
@@ -34,63 +37,170 @@ class TensorInfo:
 
 
 def _prefixes_in(directory: str) -> List[str]:
+    """The checkpoints in `directory`, oldest step first: V2 prefixes (one per `.index` file; a
+    Saver given the directory itself as prefix writes `.index` and `.data-*` files, whose prefix is
+    "directory/") and V1 checkpoints (single files and "-?????-of-NNNNN" shard patterns)."""
     try:
-        names = tf.io.gfile.listdir(directory)
+        names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)]
     except tf.errors.OpError:
         return []
-    return sorted(os.path.join(directory, n[: -len(".index")]) for n in names if n.endswith(".index"))
+    found = [os.path.join(directory, n[: -len(".index")]) for n in names if n.endswith(".index")]
+    found += checkpoint_kinds.v1_candidates(directory, names)
+    return sorted(found, key=checkpoint_kinds.natural_key)
 
 
 def resolve_checkpoint(checkpoint: "str | os.PathLike[str]") -> str:
     """Returns the checkpoint prefix that `checkpoint` names.
 
     `checkpoint` may be a prefix (".../model.ckpt-1000"), one of its files
-    (".index", ".data-00000-of-00001", ".meta"), or a directory holding a
-    `checkpoint` state file, in which case the latest checkpoint is used.
+    (".index", ".data-00000-of-00001", ".meta"), a V1 checkpoint file (or shard pattern),
+    or a directory: its `checkpoint` state file's latest checkpoint (looked up by name in
+    that directory when the state file names absolute paths of another machine), or, with no
+    state file, the only checkpoint in it. What else the path is (a SavedModel, a Keras file,
+    a lone .meta) raises CheckpointNotFoundError saying what to use instead.
     """
+    return _resolve(checkpoint)[0]
+
+
+def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
+    """(prefix, "V1" or "V2") of the checkpoint that `checkpoint` names."""
     path = os.fspath(checkpoint)
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is not None and tf.io.gfile.exists(latest + ".index"):
-            return latest
-        state = os.path.join(path, "checkpoint")
-        found = _prefixes_in(path)
-        if tf.io.gfile.exists(state):
-            problem = "its state file %s names no checkpoint whose .index file exists" % state
-        else:
-            problem = "it has no 'checkpoint' state file"
-        hint = ("pass one of these prefixes instead: %s" % ", ".join(found[-5:]) if found
-                else "pass a checkpoint prefix such as %s" % os.path.join(path, "model.ckpt-1000"))
-        raise CheckpointNotFoundError("No checkpoint found in directory %s: %s; %s." % (path, problem, hint))
+    checkpoint_kinds.refuse_other_kinds(path)
     prefix = _FILE_SUFFIX.sub("", path)
-    if tf.io.gfile.exists(prefix + ".index"):
-        return prefix
-    if tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix):
-        raise CheckpointNotFoundError(
-            "%s is a file but not a V2 checkpoint prefix (no %s.index next to it). TF1's old V1 "
-            "format is not supported: load it once with tf.compat.v1.train.Saver and save it again "
-            "(write_version=tf.compat.v1.train.SaverDef.V2)." % (path, prefix))
+    # The checkpoint's own files first: some file systems (ram://) call every prefix of a file
+    # name a directory. A path ending in "/" means the directory (and its state file).
+    found = None if path.endswith("/") else _checkpoint_at(prefix)
+    if found is not None:
+        return found
+    if tf.io.gfile.isdir(path):
+        return _resolve_directory(path)
+    incomplete = checkpoint_kinds.missing_data_message(prefix)
+    if incomplete:
+        raise CheckpointNotFoundError(incomplete)
+    for candidate in dict.fromkeys((path, prefix)):
+        if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
+            raise CheckpointNotFoundError(
+                "%s is a file but not a TF1 checkpoint: there is no %s.index beside it (the V2 format), and it "
+                "is not a V1 checkpoint file (what Saver(write_version=SaverDef.V1) writes: a table file). Pass a "
+                "checkpoint prefix (.../model.ckpt-1000), one of its files, or its directory." % (candidate, prefix))
     directory = os.path.dirname(prefix) or "."
-    close = difflib.get_close_matches(prefix, _prefixes_in(directory), n=3)
+    close = [p for p in difflib.get_close_matches(prefix, _prefixes_in(directory), n=3)
+             if not checkpoint_kinds.same_path(p, path)]
     hint = (" Did you mean: %s?" % ", ".join(close)) if close else (
         " Pass a prefix like .../model.ckpt-1000 (the .index and .data-* files' common start) "
         "or a directory with a 'checkpoint' state file.")
     raise CheckpointNotFoundError("Checkpoint %s not found: there is no %s.index.%s" % (path, prefix, hint))
 
 
+def _checkpoint_at(prefix: str) -> Optional[Tuple[str, str]]:
+    """(prefix, format) if a V2 (`prefix.index`) or V1 checkpoint is at `prefix`, else None."""
+    if tf.io.gfile.exists(prefix + ".index"):
+        return prefix, "V2"
+    v1 = checkpoint_kinds.v1_checkpoint(prefix)
+    if v1 is None:
+        return None
+    if v1 != prefix:
+        logging.info("Checkpoint %s: using the V1 checkpoint %s (all its shards).", prefix, v1)
+    return v1, "V1"
+
+
+def _same_directory(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return checkpoint_kinds.same_path(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _resolve_directory(path: str) -> Tuple[str, str]:
+    """A directory's checkpoint, as Saver.restore(tf.train.latest_checkpoint(dir)) means it, and
+    also when the checkpoint was copied from another machine or has no state file."""
+    state = checkpoint_kinds.read_state_file(path)
+    found: Optional[List[str]] = None
+    if state is not None and state.latest is not None:
+        named = state.latest
+        if not checkpoint_kinds.is_absolute(named):
+            candidates = [(os.path.join(path, named), None)]
+        elif _same_directory(os.path.dirname(named), path):
+            candidates = [(named, None)]
+        else:  # written on another machine or in another directory; the copy here is the one meant
+            here = os.path.join(path, checkpoint_kinds.basename(named))
+            candidates = [(here, "here"), (named, "there")]
+        for candidate, where in candidates:
+            hit = _checkpoint_at(candidate)
+            if hit is None:
+                continue
+            if where == "here":
+                logging.info("Checkpoint state file %s names %s, a path where the checkpoint was written; using "
+                             "%s, the checkpoint of that name in %s.", state.path, named, hit[0], path)
+            elif where == "there":
+                logging.info("Checkpoint state file %s names %s outside %s; using it.", state.path, named, path)
+            return hit
+        for candidate, _ in candidates:
+            incomplete = checkpoint_kinds.missing_data_message(candidate)
+            if incomplete:
+                raise CheckpointNotFoundError("The state file %s names %s: %s" % (state.path, named, incomplete))
+        problem = "its state file %s names no checkpoint that exists (it names %s%s)" % (
+            state.path, named, ", not found in this directory either" if len(candidates) > 1 else "")
+    elif state is not None:
+        problem = state.problem
+    else:
+        found = _prefixes_in(path)
+        if len(found) == 1:
+            hit = _checkpoint_at(found[0])
+            if hit is not None:
+                logging.info("Checkpoint directory %s has no 'checkpoint' state file; using the only checkpoint "
+                             "in it, %s.", path, hit[0])
+                return hit
+        problem = "it has no 'checkpoint' state file" + (
+            " and holds %d checkpoints" % len(found) if found else " and holds no checkpoint")
+        metas = [n for n in tf.io.gfile.listdir(path) if n.endswith(".meta")] if not found else []
+        if len(metas) == 1:
+            meta = os.path.join(path, metas[0])
+            raise CheckpointNotFoundError("No checkpoint found in directory %s, only a MetaGraph: %s" % (
+                path, checkpoint_kinds.missing_data_message(meta[:-5])))
+        if metas:
+            problem += " (only MetaGraph files, %s: their checkpoints' .index and .data-* files are missing)" % (
+                ", ".join(sorted(metas, key=checkpoint_kinds.natural_key)[-3:]))
+    if found is None:
+        found = _prefixes_in(path)
+    others = [p for p in found if not checkpoint_kinds.same_path(p, path)]
+    if others:
+        hint = "pass one of these prefixes instead: %s" % ", ".join(others[-5:])
+    else:
+        hint = "pass a checkpoint prefix such as %s" % os.path.join(path, "model.ckpt-1000")
+    if len(others) < len(found):
+        hint += ("; the directory itself is also a checkpoint prefix (its files are named .index and "
+                 ".data-*), which the state file does not name: delete or fix the state file to use it")
+    raise CheckpointNotFoundError("No checkpoint found in directory %s: %s; %s." % (path, problem, hint))
+
+
 class CheckpointFile:
     """A resolved checkpoint: its tensors' names, shapes and dtypes, and batched reads.
 
-    Opening parses and checks the `.index` file (every entry's shard, offset and size
-    against the data files), so that a damaged checkpoint fails before any read.
+    `format` is "V2" (an `.index` and `.data-*` files; `index` is the parsed BundleIndex) or
+    "V1" (`Saver(write_version=SaverDef.V1)`: one table file per shard, no index; `index` is
+    None). `files` lists the checkpoint's files; `verify(names)` and `slices_of(name)` work for
+    both formats. Opening a V2 checkpoint parses and checks its `.index` file (every entry's
+    shard, offset and size against the data files), so that a damaged checkpoint fails before
+    any read; a V1 checkpoint must have all its shards and TensorFlow must open them. A TF2
+    object-based checkpoint raises CheckpointNotFoundError saying how to restore it.
     """
 
     def __init__(self, checkpoint: "str | os.PathLike[str]"):
-        self.prefix = resolve_checkpoint(checkpoint)
-        self.index: BundleIndex = read_bundle_index(self.prefix)
-        tensor_names(self.index)  # a name TensorFlow's Python reader cannot decode is not "corruption"
+        self.prefix, self.format = _resolve(checkpoint)
+        self.index: Optional[BundleIndex] = None
+        self._v1_slices: Optional[Dict[str, list]] = None
+        if self.format == "V2":
+            self.index = read_bundle_index(self.prefix)
+            # a name TensorFlow's Python reader cannot decode is not "corruption"
+            if checkpoint_kinds.is_object_based(tensor_names(self.index)):
+                raise CheckpointNotFoundError(checkpoint_kinds.object_based_message(self.prefix))
+            self.files: List[str] = [self.prefix + ".index"] + self.index.data_files()
+        else:
+            self.files = checkpoint_kinds.v1_shard_files(self.prefix)
         try:
-            reader = tf.train.load_checkpoint(self.prefix)
+            # Not tf.train.load_checkpoint: it treats a path tf.io.gfile calls a directory as one, and
+            # ram:// calls every prefix of a file name a directory.
+            reader = tf.compat.v1.train.NewCheckpointReader(self.prefix)
             shapes = reader.get_variable_to_shape_map()
             dtypes = reader.get_variable_to_dtype_map()
         except (tf.errors.OpError, IndexError, ValueError) as e:
@@ -106,8 +216,33 @@ class CheckpointFile:
     def keys(self) -> List[str]:
         return list(self.tensors)
 
+    def verify(self, names: Iterable[str], batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+        """Checks that tensors `names` read back intact; raises CorruptCheckpointError if not.
+
+        V2: the crc32c of each tensor's bytes, against its `.index` entry. V1 files have no
+        index of checksums; their table blocks carry crc32c's that TensorFlow's reader checks
+        as it reads, so each tensor is read once here (in batches of at most `batch_bytes`, or
+        one tensor if larger) and dropped: what would fail later fails now.
+        """
+        if self.index is not None:
+            self.index.verify(names)
+            return
+        requests = [ReadRequest(name, "", self.tensors[name].nbytes) for name in sorted(set(names))
+                    if self.tensors[name].dtype not in (tf.variant, tf.resource)]
+        for batch in batches(requests, batch_bytes):
+            self.read(batch)
+
+    def slices_of(self, name: str) -> list:
+        """The slices (TensorSliceProto) of a tensor TF1 saved partitioned; [] for one saved whole."""
+        if self.index is not None:
+            entry = self.index.entries.get(name.encode("utf-8"))
+            return list(entry.slices) if entry is not None else []
+        if self._v1_slices is None:
+            self._v1_slices = checkpoint_kinds.v1_slices(self.files)
+        return list(self._v1_slices.get(name, []))
+
     def read(self, requests: Sequence["ReadRequest"]) -> List[tf.Tensor]:
-        """Reads the requested tensors (or slices) in one RestoreV2 call."""
+        """Reads the requested tensors (or slices) in one RestoreV2 call (V1 files too)."""
         if not requests:
             return []
         try:
@@ -160,7 +295,7 @@ def verify_checkpoint(checkpoint: "str | os.PathLike[str]") -> int:
     and the damage, or CheckpointNotFoundError.
     """
     ckpt = CheckpointFile(checkpoint)
-    ckpt.index.verify(ckpt.tensors)
+    ckpt.verify(ckpt.tensors)
     return len(ckpt.tensors)
 
 

@@ -122,8 +122,7 @@ def inspect(checkpoint: str) -> str:
     ckpt = CheckpointFile(checkpoint)
     rows, total_bytes, total_params, by_dtype = [], 0, 0, {}
     for name, info in ckpt.tensors.items():
-        entry = ckpt.index.entries.get(name.encode("utf-8"))
-        slices = len(entry.slices) if entry is not None else 0
+        slices = len(ckpt.slices_of(name))
         total_params += math.prod(info.shape)
         total_bytes += info.nbytes
         by_dtype[info.dtype.name] = by_dtype.get(info.dtype.name, 0) + 1

@@ -24,8 +24,6 @@ checked with os.path; paths with a scheme (gs://, ram://, ...) with tf.io.gfile.
 
 from __future__ import annotations
 
-import codecs
-import difflib
 import json
 import os
 import re
@@ -34,7 +32,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 from absl import flags
 
 from keras_legacy_ckpt.assignment_map import NameMapping, parse_map_spec, validate_warm_start_map
-from keras_legacy_ckpt.errors import AssignmentMapError
+from keras_legacy_ckpt.errors import AssignmentMapError, LegacyCheckpointError
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +118,6 @@ def _valid_warm_start_from(value: Optional[str], flag_values: flags.FlagValues) 
 # --- file checks: os.path for local paths, tf.io.gfile (imported only then) for paths with a scheme ----
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")  # as checkpoint_reader.resolve_checkpoint
 
 
 class _Files(NamedTuple):
@@ -154,72 +151,16 @@ def _join(directory: str, name: str) -> str:
     return directory + name if directory.endswith("/") else directory + "/" + name
 
 
-def _dirname(path: str) -> str:
-    head = path.rsplit("/", 1)[0] if "/" in path else "."
-    return head + "/" if head.endswith(":/") or head == "" else head  # gs://bucket, /
-
-
-def _prefixes_in(files: _Files, directory: str) -> List[str]:
-    try:
-        names = files.listdir(directory)
-    except Exception:  # noqa: BLE001  (unreadable: no suggestions)
-        return []
-    return sorted(_join(directory, n.rstrip("/")[:-len(".index")]) for n in names if n.rstrip("/").endswith(".index"))
-
-
-def _latest_in_state_file(files: _Files, state: str) -> Optional[str]:
-    """model_checkpoint_path of a TF `checkpoint` state file (a text proto), without TensorFlow."""
-    try:
-        text = files.read_text(state)
-    except Exception:  # noqa: BLE001
-        return None
-    match = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
-    if not match:
-        return None
-    return codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8", "replace")
-
-
 def checkpoint_problem(path: str) -> Optional[str]:
-    """Why `path` names no TF1 checkpoint (a sentence ending with the fix), or None when it names one.
+    """Why `path` names no TF1 checkpoint (a sentence ending with the fix), or None when it names one:
+    exactly what the warm start itself will accept (`checkpoint_reader.resolve_checkpoint`)."""
+    from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
 
-    Accepts what the warm start accepts: a prefix, one of its files (.index, .data-*, .meta), or a
-    directory with a `checkpoint` state file naming a checkpoint whose .index exists.
-    """
-    files = _files(path)
-    example = "a prefix such as /ckpts/model.ckpt-1000 (the common start of its .index and .data-* files)"
-    prefix = _FILE_SUFFIX.sub("", path)
-    # The .index first: some file systems (ram://) call every prefix of a file name a directory.
-    if files.exists(prefix + ".index"):
-        return None
-    if files.isdir(path):
-        directory = path.rstrip("/") if len(path.rstrip("/")) > path.find("://") + 3 else path
-        found = _prefixes_in(files, directory)
-        pass_one = "pass one of its checkpoints, e.g. --warm_start_from=%s" % found[-1] if found else ""
-        state = _join(directory, "checkpoint")
-        if not files.exists(state):
-            if found:
-                return ("the directory has no 'checkpoint' state file, so no latest checkpoint (it holds %d "
-                        "checkpoint(s)): %s." % (len(found), pass_one))
-            return ("the directory holds no checkpoint (no .index file, no 'checkpoint' state file): pass %s, "
-                    "or the directory the TF1 job saved into." % example)
-        latest = _latest_in_state_file(files, state)
-        if latest is None:
-            return "its state file %s names no checkpoint: %s." % (state, pass_one or "pass %s" % example)
-        prefix = latest if latest.startswith("/") or _SCHEME.match(latest) else _join(directory, latest)
-        if not files.exists(prefix + ".index"):
-            return "its state file %s names %s, which has no .index file (deleted or moved?): %s." % (
-                state, prefix, pass_one or "pass the prefix of an existing checkpoint")
-        return None
-    if files.exists(prefix):
-        return ("%s is a file but not a TF1 (V2) checkpoint: there is no %s.index next to it. Pass %s, or a "
-                "directory with a 'checkpoint' state file." % (path, prefix, example))
-    directory = _dirname(prefix)
-    if not files.isdir(directory):
-        return "there is no checkpoint: directory %s does not exist. Check the path; pass %s." % (directory, example)
-    close = difflib.get_close_matches(prefix, _prefixes_in(files, directory), n=3)
-    hint = ("Did you mean %s?" % " or ".join(close)) if close else (
-        "Pass %s, or a directory with a 'checkpoint' state file." % example)
-    return "there is no %s.index (and %s does not exist). %s" % (prefix, prefix, hint)
+    try:
+        resolve_checkpoint(path)
+    except LegacyCheckpointError as e:
+        return str(e)
+    return None
 
 
 def parse_assignment_map_flag(value: Optional[str]) -> NameMapping:

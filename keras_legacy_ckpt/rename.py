@@ -12,8 +12,14 @@ graph over 2 GB. Here the data is never decoded unless a tensor is transformed:
   transformed tensor decoded, changed and re-checksummed on its own. Memory stays within
   a small multiple of the largest tensor.
 
+Source and destination may each be local or on any file system `tf.io.gfile` opens (gs://, s3://,
+hdfs://, ram://; see `file_access`). Zero-copy to or from a remote place cannot share the data
+shards: they are copied (server-side on one GCS or S3 file system, else streamed in 16 MiB pieces);
+only the names and the index change, never a tensor's bytes.
+
 Everything is written under a temporary prefix next to the destination and moved into
-place at the end, index last, so a crash never leaves a complete-looking partial output.
+place at the end, index last, so a crash never leaves a complete-looking partial output
+(on GCS and S3, where a rename is a copy and a delete, the index still comes last).
 The temporary names carry the writer's host and pid, so the next rename to the same
 destination can delete what a killed one left (it can be as large as the checkpoint).
 A `checkpoint` state file is only written when it is ours (see `_record_in_state_file`):
@@ -23,11 +29,8 @@ a training run's state file never starts pointing at a renamed copy.
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import os
 import re
-import shutil
 import socket
 import uuid
 import zlib
@@ -40,9 +43,9 @@ from absl import logging
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
-from tensorflow.python.lib.io import file_io
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
+from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
 from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, encode_index, read_bundle_index,
                                             rename_slice_key, slice_key_name, tensor_names)
@@ -50,11 +53,6 @@ from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
 
 Progress = Callable[[int, int], None]
-_FICLONE = 0x40049409
-# One read, write or copy moves at most this much: Linux moves at most 0x7ffff000 bytes
-# (just under 2 GiB) per call and Python returns the short count, so every transfer
-# loops anyway. At 16 MiB malloc reuses the chunk buffers instead of mapping fresh pages.
-_IO_CHUNK = 16 * 1024 * 1024
 # TF1 saves optimizer slots and tf.train.ExponentialMovingAverage shadows as
 # "<variable>/<suffix>", shaped like the variable: they must be transformed with it, or
 # a resumed optimizer or EMA would pair transposed weights with untransposed state.
@@ -173,12 +171,14 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
     ```
 
     Args:
-        src: the source checkpoint (prefix, or a directory with a `checkpoint` state file).
+        src: the source checkpoint (prefix, or a directory with a `checkpoint` state file): a local
+            path, a file:// URL, or any path `tf.io.gfile` opens (gs://, s3://, hdfs://, ram://).
         dst: the destination prefix, or a directory (existing, or a path ending in "/") to write
-            `dst/<basename of the source prefix>`. The directory's `checkpoint` state file is
-            made to name the copy only when no training run owns it: when it is absent and no
-            other checkpoint is there, or was written by an earlier rename. A training run's
-            state file (e.g. in the source's own directory) is never changed.
+            `dst/<basename of the source prefix>`; local or remote, whatever `src` is. The
+            directory's `checkpoint` state file is made to name the copy only when no training
+            run owns it: when it is absent and no other checkpoint is there, or was written by an
+            earlier rename. A training run's state file (e.g. in the source's own directory) is
+            never changed.
         mapping: a dict of exact names, a dict of scopes ending in "/" (`{"old/": "new/"}`),
             a list of `(regex, replacement)` rules, or a callable `name -> new name or None`.
             Names the mapping does not cover keep their own name; None drops a name.
@@ -188,7 +188,9 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
             variable also applies to its slot and EMA tensors (`<name>/Adam`, `/Adam_1`, `/Momentum`,
             `/RMSProp`, `/RMSProp_1`, `/Adagrad`, `/ExponentialMovingAverage`), whatever their new names.
         reshape: `{regex on the new name: new shape}`, extended to slots like `transpose`.
-        mode: "zero_copy" (pure renames only), "stream", or "auto" (zero-copy when possible).
+        mode: "zero_copy" (pure renames only), "stream", or "auto" (zero-copy when possible). Zero-copy
+            shares the data shards only between two local paths; to, from or between remote places it
+            copies them unchanged (server-side on one GCS or S3 file system, else streamed).
         overwrite: replace an existing checkpoint at `dst`.
         verify: check the crc32c of every tensor that will be written before writing
             (reads all the data once; zero-copy and streaming copies do not decode it).
@@ -214,23 +216,27 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
 
 
 def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> str:
-    into_directory = os.path.isdir(dst) or dst.endswith(os.sep)
+    into_directory = file_access.isdir(dst) or dst.endswith("/")
     if into_directory:
-        dst = os.path.join(dst, os.path.basename(src_prefix))  # as `cp SRC DIR/` does
-    dst_prefix = os.path.abspath(re.sub(_DATA_OR_INDEX + "$", "", dst))
-    if os.path.realpath(dst_prefix) == os.path.realpath(src_prefix):
+        dst = file_access.join(dst, file_access.basename(src_prefix))  # as `cp SRC DIR/` does
+    dst_prefix = file_access.absolute(re.sub(_DATA_OR_INDEX + "$", "", dst))  # file:// -> a plain path
+    if file_access.same_file(dst_prefix, src_prefix):
         where = " (the destination is the source's own directory)" if into_directory else ""
         raise LegacyCheckpointError("Refusing to write checkpoint %s over its own source%s; choose another "
                                     "destination prefix, e.g. %s_renamed." % (dst_prefix, where, dst_prefix))
-    if os.path.exists(dst_prefix + ".index") and not overwrite:
+    if file_access.exists(dst_prefix + ".index") and not overwrite:
         raise LegacyCheckpointError("Checkpoint %s already exists; pass overwrite=True (--overwrite) to "
                                     "replace it, or choose another destination prefix." % dst_prefix)
-    os.makedirs(os.path.dirname(dst_prefix), exist_ok=True)
+    try:
+        file_access.makedirs(file_access.dirname(dst_prefix))
+    except OSError as e:
+        raise LegacyCheckpointError("Cannot create the directory of checkpoint %s: %s. Nothing was written."
+                                    % (dst_prefix, e)) from None
     return dst_prefix
 
 
 def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> None:
-    directory = os.path.dirname(dst_prefix)
+    directory = file_access.dirname(dst_prefix)
     _remove_stale_temporaries(dst_prefix)
     tmp_prefix = _temporary_prefix(dst_prefix)
     try:
@@ -239,23 +245,23 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
         if dst_prefix + ".index" in old_files:
             # An old index must never sit next to new data: without an index the destination
             # is simply absent if we are killed before the new index is in place.
-            os.remove(dst_prefix + ".index")
+            file_access.remove(dst_prefix + ".index")
         new_files = []
         for shard in range(written.num_shards):
             final = data_file_path(dst_prefix, shard, written.num_shards)
-            os.replace(data_file_path(tmp_prefix, shard, written.num_shards), final)
+            file_access.replace(data_file_path(tmp_prefix, shard, written.num_shards), final)
             new_files.append(final)
-        os.replace(tmp_prefix + ".index", dst_prefix + ".index")  # last: the checkpoint is now complete
-        _fsync_directory(directory)
+        file_access.replace(tmp_prefix + ".index", dst_prefix + ".index")  # last: the checkpoint is now complete
+        file_access.sync_directory(directory)
         for stale in set(old_files) - set(new_files) - {dst_prefix + ".index"}:
-            os.remove(stale)
+            file_access.remove(stale)
     except OSError as e:
         raise LegacyCheckpointError("Writing checkpoint %s failed: %s. Nothing was written; check the "
                                     "destination's free space and permissions." % (dst_prefix, e)) from None
     finally:
         for leftover in _checkpoint_files(tmp_prefix):
             try:
-                os.remove(leftover)
+                file_access.remove(leftover)
             except OSError:
                 pass
     _record_in_state_file(dst_prefix)
@@ -268,8 +274,8 @@ def _host_tag() -> str:
 
 def _temporary_prefix(dst_prefix: str) -> str:
     """`.<name>.tmp-<host>-<pid>-<random>`: who wrote it, for `_remove_stale_temporaries`."""
-    directory, base = os.path.split(dst_prefix)
-    return os.path.join(directory, ".%s.tmp-%s-%d-%s" % (base, _host_tag(), os.getpid(), uuid.uuid4().hex[:8]))
+    directory, base = file_access.dirname(dst_prefix), file_access.basename(dst_prefix)
+    return file_access.join(directory, ".%s.tmp-%s-%d-%s" % (base, _host_tag(), os.getpid(), uuid.uuid4().hex[:8]))
 
 
 def _temporary_name_pattern(base_pattern: str) -> str:
@@ -283,11 +289,11 @@ def _remove_stale_temporaries(dst_prefix: str) -> None:
     Only files of a process of this host that no longer runs: a concurrent rename's
     files are in use, and another host's pid (a shared file system) means nothing here.
     """
-    directory, base = os.path.split(dst_prefix)
+    directory, base = file_access.dirname(dst_prefix), file_access.basename(dst_prefix)
     for match in _names_matching(directory, _temporary_name_pattern(re.escape(base))):
         if match.group(1) == _host_tag() and not _process_alive(int(match.group(2))):
             try:
-                os.remove(os.path.join(directory, match.group(0)))
+                file_access.remove(file_access.join(directory, match.group(0)))
             except OSError:
                 pass  # removed by a concurrent rename, or not ours to remove: harmless
 
@@ -302,18 +308,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_directory(directory: str) -> None:
-    """Makes the renames durable (a power loss must not bring the old names back)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _names_matching(directory: str, pattern: str) -> List["re.Match[str]"]:
     try:
-        names = os.listdir(directory)
+        names = file_access.listdir(directory)
     except OSError:
         return []
     regex = re.compile(pattern)
@@ -321,15 +318,16 @@ def _names_matching(directory: str, pattern: str) -> List["re.Match[str]"]:
 
 
 def _checkpoint_files(prefix: str) -> List[str]:
-    directory, base = os.path.split(prefix)
-    return [os.path.join(directory, m.group(0)) for m in _names_matching(directory, re.escape(base) + _DATA_OR_INDEX)]
+    directory, base = file_access.dirname(prefix), file_access.basename(prefix)
+    return [file_access.join(directory, m.group(0))
+            for m in _names_matching(directory, re.escape(base) + _DATA_OR_INDEX)]
 
 
 def _other_checkpoints(directory: str, prefix: str) -> List[str]:
     """Prefixes of the checkpoints in `directory` other than `prefix` (temporaries aside)."""
     temporary = re.compile(_temporary_name_pattern(".+"))
-    return [os.path.join(directory, m.group(1)) for m in _names_matching(directory, r"(.+)\.index")
-            if os.path.join(directory, m.group(1)) != prefix and not temporary.fullmatch(m.group(0))]
+    return [file_access.join(directory, m.group(1)) for m in _names_matching(directory, r"(.+)\.index")
+            if file_access.join(directory, m.group(1)) != prefix and not temporary.fullmatch(m.group(0))]
 
 
 def _record_in_state_file(prefix: str) -> None:
@@ -343,8 +341,8 @@ def _record_in_state_file(prefix: str) -> None:
     file, and the absence of one next to other checkpoints (the source's own directory,
     say), is left as it is: the renamed copy is then loaded by its prefix.
     """
-    directory = os.path.dirname(prefix)
-    state_path = os.path.join(directory, _STATE_FILE)
+    directory = file_access.dirname(prefix)
+    state_path = file_access.join(directory, _STATE_FILE)
     try:
         content = _read_text(state_path)
         owner = _state_owner(directory, prefix, content)
@@ -353,18 +351,17 @@ def _record_in_state_file(prefix: str) -> None:
                          "resume from the renamed copy. Load the copy by its prefix %s.", directory, owner, prefix)
             return
         paths = [p for p in _listed_checkpoints(directory, content or "") if p != prefix] + [prefix]
-        names = [os.path.relpath(p, directory) for p in paths]
+        names = [p[len(directory) + 1:] if p.startswith(directory + "/") else p for p in paths]
         state = CheckpointState(model_checkpoint_path=names[-1], all_model_checkpoint_paths=names)
-        file_io.atomic_write_string_to_file(state_path, _STATE_FILE_MARK + text_format.MessageToString(state))
-    except (OSError, tf.errors.OpError) as e:
+        file_access.atomic_write(state_path, (_STATE_FILE_MARK + text_format.MessageToString(state)).encode("utf-8"))
+    except OSError as e:
         raise LegacyCheckpointError("Checkpoint %s was written, but its directory's state file %s could not be "
                                     "updated (%s); load the checkpoint by its prefix." % (prefix, state_path, e)) from None
 
 
 def _read_text(path: str) -> Optional[str]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return file_access.read_file(path).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
 
@@ -384,7 +381,7 @@ def _listed_checkpoints(directory: str, content: str) -> List[str]:
         text_format.Merge(content, state)
     except text_format.ParseError:
         return []  # our own file, damaged: it is rewritten with the new checkpoint alone
-    return [os.path.abspath(os.path.join(directory, p)) for p in state.all_model_checkpoint_paths]
+    return [file_access.absolute(file_access.join(directory, p)) for p in state.all_model_checkpoint_paths]
 
 
 def _renamed_key(key: bytes, renames: Dict[str, str]) -> Optional[bytes]:
@@ -395,80 +392,43 @@ def _renamed_key(key: bytes, renames: Dict[str, str]) -> Optional[bytes]:
     return new.encode("utf-8") if new is not None else None
 
 
-def _share_file(src: str, dst: str) -> None:
-    """Hard link, else reflink, else copy: the data shards are never modified afterwards."""
-    try:
-        os.link(src, dst)
-        return
-    except OSError:
-        pass
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        try:
-            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
-            return
-        except OSError:
-            pass
-    shutil.copyfile(src, dst)
-
-
 def _write_zero_copy(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progress]) -> BundleIndex:
     index = plan.index
     entries = {_renamed_key(k, plan.renames): e for k, e in index.entries.items()}
-    for shard in range(index.num_shards):
-        _share_file(data_file_path(index.prefix, shard, index.num_shards),
-                    data_file_path(tmp_prefix, shard, index.num_shards))
+    for shard in range(index.num_shards):  # data shards are never modified afterwards: they may be shared
+        file_access.share_file(data_file_path(index.prefix, shard, index.num_shards),
+                               data_file_path(tmp_prefix, shard, index.num_shards))
     _write_index(tmp_prefix, index.header, entries)
     return BundleIndex(tmp_prefix, index.header, entries)
 
 
-def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> None:
-    done = 0
-    while done < size:
-        count = min(_IO_CHUNK, size - done)
-        try:
-            copied = os.copy_file_range(src_fd, dst_fd, count, offset + done)
-        except OSError:
-            copied = os.write(dst_fd, os.pread(src_fd, count, offset + done))
-        if copied <= 0:
-            raise CorruptCheckpointError("Unexpected end of checkpoint data at offset %d." % (offset + done))
-        done += copied
-
-
-def _read_checksummed(fd: int, size: int, offset: int) -> Tuple[np.ndarray, int]:
+def _read_checksummed(reader: file_access.Reader, size: int, offset: int) -> Tuple[np.ndarray, int]:
     """`size` bytes at `offset` (fewer only at the end of the file) and their masked crc32c,
     read and hashed a chunk at a time."""
     buffer = np.empty(size, dtype=np.uint8)  # not zero-filled: every byte kept is read
     crc = done = 0
-    while done < size:
-        chunk = os.pread(fd, min(_IO_CHUNK, size - done), offset + done)
-        if not chunk:
-            return buffer[:done], _mask(crc)
+    for chunk in reader.chunks(offset, size):
         buffer[done:done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
         crc = google_crc32c.extend(crc, chunk)
         done += len(chunk)
-    return buffer, _mask(crc)
+    return buffer[:done], _mask(crc)
 
 
-def _write_checksummed(fd: int, data: np.ndarray) -> int:
+def _write_checksummed(writer: file_access.Writer, data: np.ndarray) -> int:
     """Writes the bytes of `data` (uint8, 1-D) a chunk at a time; returns their masked crc32c."""
     crc = 0
-    for start in range(0, len(data), _IO_CHUNK):
-        chunk = data[start:start + _IO_CHUNK].tobytes()  # the C crc32c takes bytes, not writable buffers
+    for start in range(0, len(data), file_access.IO_CHUNK):
+        chunk = data[start:start + file_access.IO_CHUNK].tobytes()  # the C crc32c takes bytes, not writable buffers
         crc = google_crc32c.extend(crc, chunk)
-        view, done = memoryview(chunk), 0
-        while done < len(chunk):
-            written = os.write(fd, view[done:])
-            if written <= 0:
-                raise OSError(errno.EIO, "a write made no progress")
-            done += written
+        writer.write(chunk)
     return _mask(crc)
 
 
-def _transformed_bytes(plan: RenamePlan, src_fd: int, old: str, new: str,
+def _transformed_bytes(plan: RenamePlan, reader: file_access.Reader, old: str, new: str,
                        entry: tensor_bundle_pb2.BundleEntryProto) -> Tuple[np.ndarray, List[int]]:
     """The transformed tensor's bytes (uint8, 1-D) and shape; memory: the source bytes, plus a copy
     when transposed."""
-    raw, crc = _read_checksummed(src_fd, entry.size, entry.offset)
+    raw, crc = _read_checksummed(reader, entry.size, entry.offset)
     if len(raw) != entry.size or crc != entry.crc32c:
         raise CorruptCheckpointError("Tensor %r in checkpoint %s fails its crc32c check: the data file is "
                                      "damaged. Copy the checkpoint again from its source." % (old, plan.index.prefix))
@@ -490,9 +450,11 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
                   ((k, _renamed_key(k, plan.renames)) for k in index.entries) if new_key is not None)
     total = sum(index.entries[k].size for _, k in work)
     entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
-    sources = [os.open(p, os.O_RDONLY) for p in index.data_files()]
-    out_fd = os.open(data_file_path(tmp_prefix, 0, 1), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sources: List[file_access.Reader] = []
+    out = None
     try:
+        sources.extend(file_access.open_reader(p) for p in index.data_files())
+        out = file_access.open_writer(data_file_path(tmp_prefix, 0, 1))
         offset = done = 0
         for new_key, key in work:
             entry = tensor_bundle_pb2.BundleEntryProto()
@@ -503,12 +465,12 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
             new_name = new_key.decode("utf-8") if slice_key_name(new_key) is None else None
             if new_name in plan.transposes or new_name in plan.reshapes:
                 data, shape = _transformed_bytes(plan, sources[entry.shard_id], key.decode("utf-8"), new_name, entry)
-                entry.crc32c = _write_checksummed(out_fd, data)
+                entry.crc32c = _write_checksummed(out, data)
                 entry.shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
                     dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
                 entry.size = len(data)
             else:
-                _copy_range(sources[entry.shard_id], out_fd, entry.offset, entry.size)
+                file_access.copy_range(sources[entry.shard_id], out, entry.offset, entry.size)
             entry.shard_id = 0
             entry.offset = offset
             offset += entry.size
@@ -516,17 +478,16 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
             done += index.entries[key].size
             if progress is not None:
                 progress(done, total)
-        os.fsync(out_fd)
+        out.close()  # durable (fsync) before the index that makes it visible
+        out = None
     finally:
-        os.close(out_fd)
-        for fd in sources:
-            os.close(fd)
+        if out is not None:
+            out.discard()
+        for reader in sources:
+            reader.close()
     _write_index(tmp_prefix, header, entries)
     return BundleIndex(tmp_prefix, header, entries)
 
 
 def _write_index(prefix: str, header, entries) -> None:
-    with open(prefix + ".index", "wb") as f:
-        f.write(encode_index(header, entries))
-        f.flush()
-        os.fsync(f.fileno())
+    file_access.write_file(prefix + ".index", encode_index(header, entries))

@@ -326,7 +326,7 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
                                                      list(target.trainable_variables), ckpt)
     # Every byte that will be assigned passes its crc32c check here, before the first assignment
     # and, under a multi-worker strategy, before the workers agree to assign.
-    ckpt.index.verify({r.key for _, r, _ in requests + (slots.slots if slots else [])})
+    ckpt.verify({r.key for _, r, _ in requests + (slots.slots if slots else [])})
     return _Plan(matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots,
                  transformed)
 
@@ -344,13 +344,13 @@ def _mod_partition_order(requests, ckpt: CheckpointFile, patterns: List[re.Patte
         if not any(p.search(request.key) for p in patterns):
             result.append((variable, request, transform))
             continue
-        entry = ckpt.index.entries.get(request.key.encode("utf-8"))
-        if request.slice_spec or entry is None or not entry.slices:
+        slices = ckpt.slices_of(request.key)
+        if request.slice_spec or not slices:
             raise AssignmentMapError(
                 "mod_partitioned names %r, but it is %s. The option is for TF1 partitioned embeddings loaded into "
                 "one unpartitioned variable." % (request.key, "loaded in parts" if request.slice_spec else
                                                  "not partitioned in the checkpoint"))
-        starts = sorted(s.extent[0].start for s in entry.slices)
+        starts = sorted(s.extent[0].start for s in slices)
         rows = ckpt.tensors[request.key].shape[0]
         count = len(starts)
         sizes = [b - a for a, b in zip(starts, starts[1:] + [rows])]
@@ -547,7 +547,7 @@ def _overflows(ckpt: CheckpointFile, key: str, target: tf.dtypes.DType) -> bool:
     source = ckpt.tensors[key].dtype
     if not (source.is_floating and target.is_floating) or target.max >= source.max:
         return False
-    value = tf.train.load_checkpoint(ckpt.prefix).get_tensor(key)
+    value = ckpt.read([ReadRequest(key, "", ckpt.tensors[key].nbytes)])[0].numpy()
     return bool(np.any(np.isfinite(value) & ~np.isfinite(value.astype(target.as_numpy_dtype))))
 
 

@@ -249,13 +249,13 @@ def test_warm_start_flags_fail_at_parse_time_naming_the_value_and_the_fix(tmp_pa
 
     typo = ckpt[0][:-1] + "9"                                    # model.ckpt-9: no such step
     error = _flag_error("--warm_start_from=%s" % typo)
-    assert "--warm_start_from=%s" % typo in error and "no %s.index" % typo in error and "Did you mean %s" % ckpt[0] in error
+    assert "--warm_start_from=%s" % typo in error and "no %s.index" % typo in error and "Did you mean: %s" % ckpt[0] in error
 
     nowhere = str(tmp_path / "nowhere" / "model.ckpt-1000")
     error = _flag_error("--warm_start_from=%s" % nowhere, "--warm_start_assignment_map=/=backbone/")
-    assert "--warm_start_from=%s" % nowhere in error and "directory %s does not exist" % (tmp_path / "nowhere") in error
+    assert "--warm_start_from=%s" % nowhere in error and "there is no %s.index" % nowhere in error
     missing_dir = str(tmp_path / "gone")
-    assert "%s does not exist" % missing_dir in _flag_error("--warm_start_from=%s" % missing_dir)
+    assert "there is no %s.index" % missing_dir in _flag_error("--warm_start_from=%s" % missing_dir)
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -266,13 +266,17 @@ def test_warm_start_flags_fail_at_parse_time_naming_the_value_and_the_fix(tmp_pa
     for path in os.listdir(directory):
         if path.startswith(name + "."):
             shutil.copy(os.path.join(directory, path), str(no_state))
+    assert _flag_values("--warm_start_from=%s" % no_state).warm_start_from == str(no_state)  # its one checkpoint
+    for path in os.listdir(directory):
+        if path.startswith(name + "."):
+            shutil.copy(os.path.join(directory, path), str(no_state / path.replace(name, "model.ckpt-7")))
     error = _flag_error("--warm_start_from=%s" % no_state)
-    assert "no 'checkpoint' state file" in error and "--warm_start_from=%s" % (no_state / name) in error
+    assert "no 'checkpoint' state file and holds 2 checkpoints" in error and str(no_state / name) in error
     stale = tmp_path / "stale"
     stale.mkdir()
     (stale / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-7"\n')
     error = _flag_error("--warm_start_from=%s" % stale)
-    assert "names %s" % (stale / "model.ckpt-7") in error and "no .index" in error
+    assert "names no checkpoint that exists (it names model.ckpt-7)" in error
 
     # A restarted job resumes from its own object checkpoint and never reads the TF1 one: no check then.
     resumed = tmp_path / "tf2"
@@ -290,7 +294,7 @@ def test_warm_start_from_with_a_scheme_is_checked_with_tf_io_gfile(ckpt):
         tf.io.gfile.copy(ckpt[0] + suffix, remote + suffix, overwrite=True)
     assert _flag_values("--warm_start_from=%s" % remote).warm_start_from == remote
     error = _flag_error("--warm_start_from=ram://klc_flags_test/model.ckpt-4")
-    assert "no ram://klc_flags_test/model.ckpt-4.index" in error and "Did you mean %s" % remote in error
+    assert "no ram://klc_flags_test/model.ckpt-4.index" in error and "Did you mean: %s" % remote in error
 
 
 def test_assignment_map_json_file_missing_or_invalid_is_named(tmp_path, ckpt):

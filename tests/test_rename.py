@@ -184,12 +184,12 @@ def test_existing_destination_needs_overwrite(tmp_path, ckpt):
 
 def test_write_failure_leaves_no_partial_output(tmp_path, ckpt, monkeypatch):
     prefix, _ = ckpt
-    from keras_legacy_ckpt import rename as rename_module
+    from keras_legacy_ckpt import file_access
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rename_module, "_copy_range", fail)
+    monkeypatch.setattr(file_access, "copy_range", fail)
     with pytest.raises(klc.LegacyCheckpointError, match="No space left"):
         rename_checkpoint(prefix, str(tmp_path / "m"), None, exclude=["Adam"])
     assert os.listdir(tmp_path) == []

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_legacy_ckpt as klc
-from keras_legacy_ckpt import rename as rename_module
+from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.rename import rename_checkpoint
 from tests import tf1_programs
 from tests.tf1_programs import v1
@@ -301,8 +301,8 @@ def wide(x, training=False):
 def test_transform_and_copy_loop_over_short_reads_and_writes(tmp_path, monkeypatch):
     prefix, values = tf1_programs.save_tf1_checkpoint(str(tmp_path / "src"), wide, 40)
     short = ShortTransfers(cap=1000)
-    monkeypatch.setattr(rename_module, "os", short)
-    monkeypatch.setattr(rename_module, "_IO_CHUNK", 4099)  # not a multiple of the cap either
+    monkeypatch.setattr(file_access, "os", short)  # every local read, write and copy goes through file_access
+    monkeypatch.setattr(file_access, "IO_CHUNK", 4099)  # not a multiple of the cap either
     dst = str(tmp_path / "t")
     rename_checkpoint(prefix, dst, {"/": "m/"}, transpose={r"^m/wide/kernel$": (1, 0)}, mode="stream")
     monkeypatch.undo()
