@@ -11,7 +11,8 @@
 * read a directory's `checkpoint` state file, including one that names absolute paths of
   the machine that trained it.
 
-Every existence check, listing and read goes through `tf.io.gfile`, so remote paths work.
+Existence checks go through `file_access` (no TensorFlow for local paths), listings and reads through
+`tf.io.gfile`, so remote paths work.
 TensorFlow is imported when first needed.
 """
 
@@ -23,6 +24,7 @@ import re
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -48,15 +50,15 @@ def _tf():
 
 def _exists(path: str) -> bool:
     try:
-        return _tf().io.gfile.exists(path)
-    except _tf().errors.OpError:
+        return file_access.exists(path)
+    except OSError:  # an unreadable remote path: nothing there for us
         return False
 
 
 def _isdir(path: str) -> bool:
     try:
-        return _tf().io.gfile.isdir(path)
-    except _tf().errors.OpError:
+        return file_access.isdir(path)
+    except OSError:
         return False
 
 

@@ -25,12 +25,11 @@ checked with os.path; paths with a scheme (gs://, ram://, ...) with tf.io.gfile.
 from __future__ import annotations
 
 import json
-import os
-import re
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from absl import flags
 
+from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.assignment_map import NameMapping, parse_map_spec, validate_warm_start_map
 from keras_legacy_ckpt.errors import AssignmentMapError, LegacyCheckpointError
 
@@ -105,7 +104,7 @@ def _valid_warm_start_from(value: Optional[str], flag_values: flags.FlagValues) 
     # checkpoint resumes from it and never reads the TF1 checkpoint, which may be gone by now.
     resume_dir = flag_values["object_checkpoint_dir"].value if "object_checkpoint_dir" in flag_values else None
     try:
-        if resume_dir and _files(resume_dir).exists(_join(resume_dir, "checkpoint")):
+        if resume_dir and file_access.exists(file_access.join(resume_dir, "checkpoint")):
             return True
         problem = checkpoint_problem(value)
     except Exception as e:  # noqa: BLE001  (tf.errors.OpError of a remote file system: permissions, network)
@@ -113,42 +112,6 @@ def _valid_warm_start_from(value: Optional[str], flag_values: flags.FlagValues) 
     if problem:
         raise flags.ValidationError(problem)
     return True
-
-
-# --- file checks: os.path for local paths, tf.io.gfile (imported only then) for paths with a scheme ----
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-class _Files(NamedTuple):
-    exists: Callable[[str], bool]
-    isdir: Callable[[str], bool]
-    listdir: Callable[[str], List[str]]
-    read_text: Callable[[str], str]
-
-
-def _read_local(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-_LOCAL = _Files(os.path.exists, os.path.isdir, os.listdir, _read_local)
-
-
-def _files(path: str) -> _Files:
-    if not _SCHEME.match(path):
-        return _LOCAL
-    import tensorflow as tf
-
-    def read_text(name: str) -> str:
-        with tf.io.gfile.GFile(name, "r") as f:
-            return f.read()
-
-    return _Files(tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.listdir, read_text)
-
-
-def _join(directory: str, name: str) -> str:
-    return directory + name if directory.endswith("/") else directory + "/" + name
 
 
 def checkpoint_problem(path: str) -> Optional[str]:
@@ -170,9 +133,8 @@ def parse_assignment_map_flag(value: Optional[str]) -> NameMapping:
     """
     if not value:
         return None
-    files = _files(value)
-    if value.lower().endswith(".json") or (files.exists(value) and not files.isdir(value)):
-        return _load_json_map(value, files)
+    if value.lower().endswith(".json") or (file_access.exists(value) and not file_access.isdir(value)):
+        return _load_json_map(value)
     return parse_map_spec(value)
 
 
@@ -188,13 +150,13 @@ def _no_duplicate_keys(pairs: List[Tuple[str, Any]]) -> dict:
     return seen
 
 
-def _load_json_map(path: str, files: _Files) -> NameMapping:
-    if not files.exists(path):
+def _load_json_map(path: str) -> NameMapping:
+    if not file_access.exists(path):
         raise AssignmentMapError(
             "The assignment map JSON file %s does not exist (a value ending in .json is always read as a file). "
             "Fix the path, or pass the map itself, e.g. '/=backbone/'." % path)
     try:
-        text = files.read_text(path)
+        text = file_access.read_file(path).decode("utf-8")
     except Exception as e:  # noqa: BLE001  (OSError, UnicodeDecodeError, tf.errors.OpError)
         raise AssignmentMapError("Cannot read the assignment map JSON file %s: %s." % (path, e)) from None
     try:
