@@ -138,9 +138,11 @@ def inspect(checkpoint: str) -> str:
 
 
 def _model_names(spec: str) -> Dict[str, Optional[Tuple[int, ...]]]:
+    from keras_legacy_ckpt import checkpoint_kinds
     from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
 
-    if os.path.isfile(spec) and not spec.endswith((".index", ".meta")) and not os.path.exists(spec + ".index"):
+    if (os.path.isfile(spec) and not spec.endswith((".index", ".meta")) and not os.path.exists(spec + ".index")
+            and checkpoint_kinds.v1_file_state(spec) is None):  # a V1 checkpoint is one file too
         names = {}
         with open(spec) as f:
             for number, line in enumerate(f, 1):

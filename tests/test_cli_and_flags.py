@@ -323,3 +323,27 @@ def test_train_binary_example_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "loaded:  8 variables" in result.stdout
     assert "TF2 object checkpoint: %s" % (tmp_path / "tf2" / "ckpt-2") in result.stdout
+
+
+def test_cli_on_ram_and_v1_checkpoints(capsys, tmp_path, ckpt):
+    import tensorflow as tf
+
+    from tests.test_checkpoint_kinds import V1_FORMAT, save_tf1
+
+    remote = "ram://klc_cli_test/model.ckpt-3"
+    for suffix in (".index", ".data-00000-of-00001"):
+        tf.io.gfile.copy(ckpt[0] + suffix, remote + suffix, overwrite=True)
+    code, out, _ = run_cli(capsys, "inspect", remote)
+    assert code == 0 and "net/hidden/kernel" in out and "23 tensors" in out
+    code, out, _ = run_cli(capsys, "verify", remote)
+    assert code == 0
+    code, out, _ = run_cli(capsys, "rename", remote, "ram://klc_cli_test/out/", "--map", "/=backbone/")
+    assert code == 0 and "wrote 23 tensors" in out
+    reader = tf.compat.v1.train.NewCheckpointReader("ram://klc_cli_test/out/model.ckpt-3")  # load_checkpoint: ram:// bug
+    assert reader.has_tensor("backbone/net/hidden/kernel")
+
+    v1_file = save_tf1(str(tmp_path / "v1"), write_version=V1_FORMAT, global_step=False)
+    code, out, _ = run_cli(capsys, "inspect", v1_file)
+    assert code == 0 and "net/hidden/kernel" in out and "(5, 6)" in out
+    code, out, _ = run_cli(capsys, "plan", ckpt[0], "--model", v1_file)  # a V1 checkpoint as the model's names
+    assert "net/hidden/kernel <- net/hidden/kernel" in out, out
