@@ -258,6 +258,9 @@ def _saved_model_message(directory: str) -> str:
 
 
 def _keras_message(path: str, container: str) -> str:
+    if path.endswith(".weights.h5"):  # weights only: load_model cannot read it
+        return ("%s is a Keras weights file (%s), not a TF1 checkpoint. Load it into the built model with "
+                "model.load_weights(%r)." % (path, container, path))
     return ("%s is a Keras %s file, not a TF1 checkpoint. Load the model with keras.models.load_model(%r) "
             "(tf_keras.models.load_model for a Keras 2 file), or its weights into a built model with "
             "model.load_weights(%r)." % (path, container, path, path))

@@ -146,14 +146,17 @@ def _model_names(spec: str) -> Dict[str, Optional[Tuple[int, ...]]]:
         names = {}
         with open(spec) as f:
             for number, line in enumerate(f, 1):
-                parts = line.split()
-                if not parts or parts[0].startswith("#"):
+                name, _, dims = line.strip().partition(" ")
+                if not name or name.startswith("#"):
                     continue
+                # "8,16", "[8,16]" or "(8, 16)" (as inspect prints it); no dims: shape unknown.
+                dims = dims.strip().strip("[]()").replace(" ", "")
                 try:
-                    shape = tuple(int(d) for d in parts[1].split(",") if d) if len(parts) > 1 else None
+                    shape = tuple(int(d) for d in dims.split(",") if d) if dims else None
                 except ValueError:
-                    raise UsageError("%s line %d: %r is not 'name [dim,dim,...]'." % (spec, number, line.strip()))
-                names[parts[0]] = shape
+                    raise UsageError("%s line %d: %r is not 'name' or 'name 8,16' (also [8,16] or (8, 16))."
+                                     % (spec, number, line.strip()))
+                names[name] = shape
         return names
     return {name: info.shape for name, info in CheckpointFile(spec).tensors.items()}
 

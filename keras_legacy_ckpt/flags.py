@@ -116,11 +116,11 @@ def _valid_warm_start_from(value: Optional[str], flag_values: flags.FlagValues) 
 
 def checkpoint_problem(path: str) -> Optional[str]:
     """Why `path` names no TF1 checkpoint (a sentence ending with the fix), or None when it names one:
-    exactly what the warm start itself will accept (`checkpoint_reader.resolve_checkpoint`)."""
-    from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
+    exactly what the warm start itself will open (a TF2 object checkpoint, say, is refused here already)."""
+    from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
 
     try:
-        resolve_checkpoint(path)
+        CheckpointFile(path)  # reads the index, not the tensors
     except LegacyCheckpointError as e:
         return str(e)
     return None

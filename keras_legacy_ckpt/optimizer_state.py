@@ -18,6 +18,7 @@ Supported pairs (tf_keras and Keras 3 optimizers alike):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
@@ -305,16 +306,27 @@ def plan_optimizer_state(optimizer: Any, weight_requests: List[Tuple[Any, Any, A
                           ReadRequest(slot_key, request.slice_spec, request.nbytes), _then(transform, scale)))
     if missing:
         raise MissingVariablesError(
-            "optimizer_state: %d optimizer slot(s) are not in checkpoint %s:\n%s\nNothing was assigned. Was the TF1 "
-            "model trained with tf.compat.v1.train.%s? Leave optimizer_state off to load the weights only."
-            % (len(missing), ckpt.prefix, "\n".join(missing[:20]),
-               "AdamOptimizer" if kind == "Adam" else "MomentumOptimizer"))
+            "optimizer_state: %d optimizer slot(s) are not in checkpoint %s:\n%s\nNothing was assigned. %s Leave "
+            "optimizer_state off to load the weights only."
+            % (len(missing), ckpt.prefix, "\n".join(missing[:20]), _slots_found(ckpt, kind)))
     if kind == "Adam":
         iterations, source = _adam_steps(optimizer, ckpt)
     else:  # Keras' SGD uses iterations only for learning rate schedules
         global_step = _global_step(ckpt)
         iterations, source = (global_step, "from global_step") if global_step is not None else (0, "no global_step")
     return OptimizerStatePlan(kind, slots, iterations, optimizer, source)
+
+
+def _slots_found(ckpt: Any, kind: str) -> str:
+    """What optimizer the checkpoint's slots do come from, for the error message."""
+    expected = "AdamOptimizer" if kind == "Adam" else "MomentumOptimizer"
+    suffixes = collections.Counter(k.rsplit("/", 1)[1] for k in ckpt.tensors if is_training_state(k) and "/" in k)
+    if not suffixes:
+        return "The checkpoint holds no optimizer slots: was the TF1 model trained with tf.compat.v1.train.%s?" % expected
+    found = ", ".join("/%s" % s for s, _ in suffixes.most_common(4))
+    bert = " (BERT's AdamWeightDecay, which this migration does not support)" if "adam_m" in suffixes else ""
+    return ("The checkpoint's slots are %s%s: this optimizer needs tf.compat.v1.train.%s's."
+            % (found, bert, expected))
 
 
 def _then(transform: Any, scale: Optional[float]):

@@ -9,6 +9,7 @@ will have, which is then checked against the variable like any other shape.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
@@ -90,7 +91,14 @@ class Transforms:
         return bool(self.transpose or self.reshape or self.vocab_remap)
 
     def check_names(self, model_names: Sequence[str]) -> None:
-        """A vocab_remap name must be a model variable (a partitioned one by its full name)."""
+        """A vocab_remap name must be a model variable (a partitioned one by its full name), and every
+        transpose/reshape pattern must match one: a mistyped pattern on a square kernel would otherwise
+        load it untransposed, and no shape check could tell."""
+        for what, rules in (("transpose", self._transpose), ("reshape", self._reshape)):
+            for pattern, _ in rules:
+                if not any(pattern.search(name) for name in model_names):
+                    raise AssignmentMapError("%s pattern %r matches no model variable name (they look like %r)."
+                                             % (what, pattern.pattern, sorted(model_names)[0] if model_names else ""))
         known = set(model_names) | {n.rsplit("/part_", 1)[0] for n in model_names if "/part_" in n}
         unknown = sorted(set(self.vocab_remap) - known)
         if unknown:
@@ -136,13 +144,13 @@ def _reshape(key: str, shape: Shape, target: Shape) -> PlannedTransform:
     return PlannedTransform("reshape %s" % (resolved,), resolved, lambda value: tf.reshape(value, resolved))
 
 
-def _read_vocab(path: str, limit: int = -1) -> List[str]:
+def _read_vocab(path: str) -> List[str]:
     try:
         with tf.io.gfile.GFile(path, "r") as f:
             words = [line.rstrip("\r\n") for line in f]
     except tf.errors.OpError as e:
         raise AssignmentMapError("Cannot read vocabulary file %s: %s." % (path, e.message.splitlines()[0])) from None
-    return words if limit < 0 else words[:limit]
+    return words
 
 
 def _vocab_remap(model_name: str, key: str, shape: Shape, model_shape: Shape, info: VocabInfo) -> PlannedTransform:
@@ -160,7 +168,15 @@ def _vocab_remap(model_name: str, key: str, shape: Shape, model_shape: Shape, in
                                  "size %d along axis %d minus %d OOV buckets)." % (
                                      model_name, info.new_vocab, len(new_words), new_size, model_shape[axis], axis,
                                      info.num_oov_buckets))
-    old_words = _read_vocab(info.old_vocab, info.old_vocab_size)
+    duplicates = sorted(w for w, n in collections.Counter(new_words[:new_size]).items() if n > 1)
+    if duplicates:  # TF's warm_start refuses these too (one old row cannot go to two new ids)
+        raise AssignmentMapError("vocab_remap[%r]: %s lists %s more than once." % (
+            model_name, info.new_vocab, ", ".join(map(repr, duplicates[:5]))))
+    old_words = _read_vocab(info.old_vocab)
+    if info.old_vocab_size > len(old_words):
+        raise AssignmentMapError("vocab_remap[%r]: old_vocab_size=%d, but %s has %d words." % (
+            model_name, info.old_vocab_size, info.old_vocab, len(old_words)))
+    old_words = old_words if info.old_vocab_size < 0 else old_words[:info.old_vocab_size]
     if len(old_words) > shape[axis]:
         raise AssignmentMapError("vocab_remap[%r]: %s has %d words but checkpoint tensor %r only %d rows along axis "
                                  "%d; pass old_vocab_size." % (model_name, info.old_vocab, len(old_words), key,

@@ -24,10 +24,11 @@ from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, Checkpoint
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
-from keras_legacy_ckpt.mixin import legacy_variables_of, warm_up_target
+from keras_legacy_ckpt.mixin import default_legacy_name, legacy_variables_of, warm_up_target
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
 _LIST_LIMIT = 20
+_STEP_TENSOR = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)$")
 Transform = Callable[[tf.Tensor], tf.Tensor]
 _SHAPE_POLICIES = ("error", "skip")
 _DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
@@ -201,6 +202,13 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         _assign_now(slots.optimizer.iterations, slots.iterations, ckpt.prefix)
     resume.mark_warm_started(target, ckpt.prefix)
     used = {m.key for m in plan.matches}
+    casts = dict(plan.casts)
+    if slots:  # the slots, and the step tensors the step count came from, were used too
+        used |= {r.key for _, r, _ in slots.slots} | {k for k in ckpt.tensors if _STEP_TENSOR.search(k)}
+        for slot, request, _ in slots.slots:
+            have, saved = _compat.variable_dtype(slot), ckpt.tensors[request.key].dtype
+            if have != saved:  # mixed precision: float16 slots of float16 variables
+                casts[default_legacy_name(slot)] = "%s -> %s" % (saved.name, have.name)
     return WarmStartReport(
         checkpoint=ckpt.prefix,
         loaded={part: m.key for m in plan.matches for part in m.parts if part not in plan.ignored},
@@ -208,7 +216,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         unused=[k for k in ckpt.tensors if k not in used],
         ignored=plan.ignored,
         skipped=plan.skipped,
-        casts=plan.casts,
+        casts=casts,
         bytes_loaded=sum(r.nbytes for _, r, _ in plan.requests),
         optimizer_state=slots.summary() if slots else None,
         assignment_map=assignment_map,
@@ -370,22 +378,39 @@ def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: Chec
     (batch-norm statistics, counters) without a copy keep their own values; a trainable
     variable without a copy is an error unless `fallback`.
     """
-    result, without = [], []
+    result, without, found = [], [], 0
     for match in matches:
         ema_key = match.key + suffix
         if ema_key in ckpt:
             result.append(Match(match.model_name, match.parts, ema_key))
+            found += 1
             continue
-        if any(getattr(variables[p], "trainable", False) for p in match.parts) and not fallback:
+        if any(getattr(variables[p], "trainable", False) for p in match.parts):
             without.append("  %s <- %r" % (match.model_name, match.key))
         result.append(match)
-    if without:
+    if without and (not fallback or not found):
+        other = _other_ema_names(ckpt, [m.key for m in matches], suffix)
+        hint = ("The checkpoint has copies named %s: pass ema_name=%r. " % (
+            ", ".join("X/%s" % n for n in other), other[0]) if other else "")
         raise MissingVariablesError(
-            "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s:\n%s\nNothing was "
-            "assigned. Was the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
-            "variables? Pass ema_fallback=True to load their raw values instead."
-            % (len(without), suffix, ckpt.prefix, "\n".join(without)))
+            "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s%s:\n%s\nNothing was "
+            "assigned. %sWas the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
+            "variables? %s" % (len(without), suffix, ckpt.prefix, " (no variable has one)" if not found else "",
+                               "\n".join(without[:_LIST_LIMIT]), hint,
+                               "Pass ema_fallback=True to load their raw values instead." if found else
+                               "Leave use_ema off to load the raw values."))
     return result
+
+
+def _other_ema_names(ckpt: CheckpointFile, keys: List[str], suffix: str) -> List[str]:
+    """Names X/<name> that the checkpoint has for most mapped keys X, other than optimizer slots: a
+    moving average created with ExponentialMovingAverage(name=...)."""
+    counts: Dict[str, int] = collections.Counter()
+    for key in keys:
+        prefix = key + "/"
+        counts.update({k[len(prefix):] for k in ckpt.tensors if k.startswith(prefix) and "/" not in k[len(prefix):]
+                       and not is_training_state(k) and "/" + k[len(prefix):] != suffix})
+    return [name for name, n in counts.most_common() if n * 2 >= len(keys)]
 
 
 def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[str, str],

@@ -347,3 +347,18 @@ def test_cli_on_ram_and_v1_checkpoints(capsys, tmp_path, ckpt):
     assert code == 0 and "net/hidden/kernel" in out and "(5, 6)" in out
     code, out, _ = run_cli(capsys, "plan", ckpt[0], "--model", v1_file)  # a V1 checkpoint as the model's names
     assert "net/hidden/kernel <- net/hidden/kernel" in out, out
+
+
+def test_plan_model_names_take_shapes_as_inspect_prints_them(capsys, tmp_path, ckpt):
+    names = tmp_path / "names.txt"
+    names.write_text("backbone/net/hidden/kernel [5,6]\nbackbone/net/hidden/bias (6,)\nbackbone/net/logits/kernel (6, 3)\n")
+    code, out, _ = run_cli(capsys, "plan", ckpt[0], "--model", str(names), "--map", "/=backbone/")
+    assert code == 0 and "backbone/net/logits/kernel <- net/logits/kernel (6, 3)" in out
+
+
+def test_warm_start_from_a_tf2_object_checkpoint_fails_at_parse_time(tmp_path):
+    import tensorflow as tf
+
+    path = tf.train.Checkpoint(w=tf.Variable(tf.ones([2]))).save(str(tmp_path / "tf2" / "ckpt"))
+    error = _flag_error("--warm_start_from=%s" % path)
+    assert "object-based" in error and "restore_object_checkpoint" in error

@@ -154,3 +154,15 @@ def test_keras3_mixed_precision_keeps_float32_variables_exact_and_sees_through_l
     for variable in model.weights:
         np.testing.assert_array_equal(variable.numpy(), values[variable.path], err_msg=variable.path)
     assert int(model.optimizer.iterations.numpy()) == 3
+
+
+def test_optimizer_state_uses_the_slots_and_reports_their_casts(mlp_ckpt, mixed_policy):
+    prefix, _ = mlp_ckpt
+    mixed_policy("mixed_float16")
+    model = tf2_models.ShimModel(mlp, 5)
+    model.compile(optimizer=tf_keras.optimizers.Adam(0.01, epsilon=1e-8),
+                  loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    report = klc.warm_start(model, prefix, {"/": "backbone/"}, optimizer_state=True)
+    assert report.unused == []  # the Adam slots, beta powers and global_step went into the optimizer
+    slot_casts = [name for name, cast in report.casts.items() if name not in model.legacy_variables()]
+    assert len(slot_casts) == 8 and all(report.casts[n] == "float32 -> float16" for n in slot_casts), report.casts

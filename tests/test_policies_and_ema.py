@@ -73,7 +73,7 @@ def test_use_ema_loads_moving_averages_and_raw_batch_norm_statistics(ema_ckpt):
     assert "ema:     6 variables" in report.summary()
 
 
-def test_use_ema_without_copies_raises_unless_fallback(ckpt_dir):
+def test_use_ema_without_any_copy_raises_even_with_fallback(ckpt_dir):
     prefix, values = tf1_programs.save_tf1_checkpoint(ckpt_dir, mlp, 5)
     model = tf2_models.ShimModel(mlp, 5)
     model.warm_up()
@@ -82,5 +82,30 @@ def test_use_ema_without_copies_raises_unless_fallback(ckpt_dir):
         klc.warm_start(model, prefix, {"/": "backbone/"}, use_ema=True)
     after = tf2_models.values(model)
     assert all(np.array_equal(before[k], after[k]) for k in before)
-    report = klc.warm_start(model, prefix, {"/": "backbone/"}, use_ema=True, ema_fallback=True)
-    assert report.loaded["backbone/net/hidden/kernel"] == "net/hidden/kernel"
+    # Not one variable has a copy: falling back for all of them would report raw weights as averages.
+    with pytest.raises(klc.MissingVariablesError, match="no variable has one"):
+        klc.warm_start(model, prefix, {"/": "backbone/"}, use_ema=True, ema_fallback=True)
+
+
+def test_ema_fallback_loads_raw_values_only_where_a_copy_is_missing(tmp_path):
+    with tf.Graph().as_default():
+        averaged = v1.get_variable("net/averaged", [3, 2])
+        raw = v1.get_variable("net/raw", [2])
+        step = v1.train.get_or_create_global_step()
+        train = v1.train.AdamOptimizer(0.1).minimize(tf.reduce_sum(averaged ** 2) + tf.reduce_sum(raw ** 2),
+                                                     global_step=step)
+        with tf.control_dependencies([train]):
+            train = v1.train.ExponentialMovingAverage(0.5).apply([averaged])  # only one of the two
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(train)
+            prefix = v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"), global_step=step)
+    values = tf1_programs.checkpoint_values(prefix)
+    module = tf.Module()
+    module.vars = [tf.Variable(tf.zeros([3, 2]), name="net/averaged"), tf.Variable(tf.zeros([2]), name="net/raw")]
+    with pytest.raises(klc.MissingVariablesError, match="net/raw <- 'net/raw'"):
+        klc.warm_start(module, prefix, use_ema=True)
+    report = klc.warm_start(module, prefix, use_ema=True, ema_fallback=True)
+    assert report.loaded == {"net/averaged": "net/averaged/ExponentialMovingAverage", "net/raw": "net/raw"}
+    np.testing.assert_array_equal(module.vars[0].numpy(), values["net/averaged/ExponentialMovingAverage"])
+    np.testing.assert_array_equal(module.vars[1].numpy(), values["net/raw"])

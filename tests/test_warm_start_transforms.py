@@ -175,3 +175,46 @@ def test_ema_name_for_a_custom_named_moving_average(tmp_path):
     report = klc.warm_start(module, prefix, use_ema=True, ema_name="swa")
     assert report.loaded == {"net/w": "net/w/swa"} and "took their swa" in report.summary()
     np.testing.assert_array_equal(module.w.numpy(), shadow)
+
+
+def test_a_transpose_or_reshape_pattern_that_matches_nothing_is_an_error(mlp_ckpt):
+    prefix, _ = mlp_ckpt
+    module = _module(**{"net/hidden/kernel": [6, 5]})
+    for options in ({"transpose": {"hiden/kernel$": [1, 0]}}, {"reshape": {"nothing": [-1]}}):
+        with pytest.raises(klc.AssignmentMapError, match="matches no model variable name"):
+            klc.warm_start(module, prefix, {"net/hidden/kernel": "net/hidden/kernel"}, **options)
+    assert np.all(module.vars[0].numpy() == 1.0)
+
+
+def test_vocab_remap_refuses_what_tf_warm_start_refuses(vocab_setup, tmp_path):
+    prefix, _, paths = vocab_setup
+    duplicated = str(tmp_path / "dup.txt")
+    with open(duplicated, "w") as f:
+        f.write("mat\nthe\nmat\nsat\n")
+    module = tf.Module()
+    module.words = tf.Variable(tf.ones([4, 3]), name="emb/words")
+    for info, message in ((klc.VocabInfo(duplicated, paths["old"]), "lists 'mat' more than once"),
+                          (klc.VocabInfo(paths["new"], paths["old"], old_vocab_size=9), "old_vocab_size=9, but")):
+        with pytest.raises(klc.AssignmentMapError, match=message):
+            klc.warm_start(module, prefix, {"emb/words": "emb/words"}, vocab_remap={"emb/words": info})
+    assert np.all(module.words.numpy() == 1.0)
+
+
+def test_use_ema_points_to_a_custom_ema_name_and_fallback_needs_some_ema(tmp_path):
+    with tf.Graph().as_default():
+        weights = v1.get_variable("net/w", [4, 2])
+        step = v1.train.get_or_create_global_step()
+        train = v1.train.AdamOptimizer(0.1).minimize(tf.reduce_sum(weights ** 2), global_step=step)
+        with tf.control_dependencies([train]):
+            train = v1.train.ExponentialMovingAverage(0.5, name="swa").apply([weights])
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(train)
+            prefix = v1.train.Saver().save(sess, os.path.join(str(tmp_path), "model.ckpt"), global_step=step)
+    module = tf.Module()
+    module.w = tf.Variable(tf.zeros([4, 2]), name="net/w")
+    with pytest.raises(klc.MissingVariablesError, match=r"copies named X/swa: pass ema_name='swa'"):
+        klc.warm_start(module, prefix, use_ema=True)
+    with pytest.raises(klc.MissingVariablesError, match="no variable has one"):
+        klc.warm_start(module, prefix, use_ema=True, ema_fallback=True)  # would load raw values as "EMA"
+    assert not module.w.numpy().any()
