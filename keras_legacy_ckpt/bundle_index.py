@@ -468,7 +468,44 @@ def slice_key_name(key: bytes) -> Optional[str]:
     return escaped.replace(b"\x00\xff", b"\x00").replace(b"\xff\x00", b"\xff").decode("utf-8")
 
 
+def _escaped_name(name: str) -> bytes:
+    return name.encode("utf-8").replace(b"\xff", b"\xff\x00").replace(b"\x00", b"\x00\xff")
+
+
 def rename_slice_key(key: bytes, new_name: str) -> bytes:
     end = key.find(_NAME_END, 1)
-    escaped = new_name.encode("utf-8").replace(b"\xff", b"\xff\x00").replace(b"\x00", b"\x00\xff")
-    return _SLICE_KEY_PREFIX + escaped + key[end:]
+    return _SLICE_KEY_PREFIX + _escaped_name(new_name) + key[end:]
+
+
+def _ordered_unsigned(value: int) -> bytes:
+    """OrderedCode::WriteNumIncreasing: a length byte, then the big-endian bytes (0 -> b"\\x00")."""
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return bytes([len(raw)]) + raw
+
+
+# OrderedCode's kLengthToHeaderBits: the header bits of the first two bytes of an encoding of n bytes.
+_SIGNED_HEADER_BITS = ((0, 0), (0x80, 0), (0xC0, 0), (0xE0, 0), (0xF0, 0), (0xF8, 0), (0xFC, 0), (0xFE, 0),
+                       (0xFF, 0), (0xFF, 0x80), (0xFF, 0xC0))
+
+
+def _ordered_signed(value: int) -> bytes:
+    """OrderedCode::WriteSignedNumIncreasing for an int64 `value`."""
+    magnitude = ~value if value < 0 else value
+    if magnitude < 64:
+        return bytes([(0x80 ^ value) & 0xFF])
+    length = (magnitude.bit_length() + 7) // 7  # kBitsToLength[Log2Floor64(x) + 1]
+    sign = 0xFF if value < 0 else 0
+    encoded = bytearray([sign, sign]) + (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+    encoded = encoded[len(encoded) - length:]
+    encoded[0] ^= _SIGNED_HEADER_BITS[length][0]
+    encoded[1] ^= _SIGNED_HEADER_BITS[length][1]
+    return bytes(encoded)
+
+
+def encode_slice_key(name: str, tensor_slice) -> bytes:
+    """The key under which a V2 bundle stores slice `tensor_slice` (a TensorSliceProto) of tensor `name`:
+    TensorFlow's checkpoint::EncodeTensorNameSlice (an extent without a length is a full one, -1)."""
+    key = _SLICE_KEY_PREFIX + _escaped_name(name) + _NAME_END + _ordered_unsigned(len(tensor_slice.extent))
+    for extent in tensor_slice.extent:
+        key += _ordered_signed(extent.start) + _ordered_signed(extent.length if extent.HasField("length") else -1)
+    return key

@@ -12,6 +12,12 @@ graph over 2 GB. Here the data is never decoded unless a tensor is transformed:
   transformed tensor decoded, changed and re-checksummed on its own. Memory stays within
   a small multiple of the largest tensor.
 
+A V1 source (`Saver(write_version=SaverDef.V1)`: one table file, or `-?????-of-NNNNN` shards)
+has no `.index` to rewrite and no raw data shards to share or copy: it is always streamed into a
+V2 checkpoint, each tensor (each slice of a partitioned one) read through TensorFlow's V1 reader,
+which checks the crc32c of the table blocks it reads, and re-encoded as TensorFlow's V2 writer would
+(partitioned tensors stay partitioned, with the same slices).
+
 Source and destination may each be local or on any file system `tf.io.gfile` opens (gs://, s3://,
 hdfs://, ram://; see `file_access`). Zero-copy to or from a remote place cannot share the data
 shards: they are copied (server-side on one GCS or S3 file system, else streamed in 16 MiB pieces);
@@ -29,9 +35,12 @@ a training run's state file never starts pointing at a renamed copy.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
+import struct
+import sys
 import uuid
 import zlib
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -41,15 +50,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
-from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
 from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from keras_legacy_ckpt import file_access
+from keras_legacy_ckpt import checkpoint_kinds, file_access
 from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
-from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, encode_index, read_bundle_index,
-                                            rename_slice_key, slice_key_name, tensor_names)
-from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint
+from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, encode_index, encode_slice_key,
+                                            read_bundle_index, rename_slice_key, slice_key_name, tensor_names)
+from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, ReadRequest, resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
 
 Progress = Callable[[int, int], None]
@@ -62,21 +71,28 @@ _STATE_FILE = "checkpoint"
 # so a state file a training job has rewritten is no longer ours.
 _STATE_FILE_MARK = "# Written by keras_legacy_ckpt.rename_checkpoint; it lists renamed copies only.\n"
 _DATA_OR_INDEX = r"\.(index|data-\d{5}-of-\d{5})"
+_V1_SHARDS = re.compile(r"-\?{5}-of-\d{5}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class RenamePlan:
-    """What a rename will do: kept old -> new names, dropped names, per-tensor transforms."""
+    """What a rename will do: kept old -> new names, dropped names, per-tensor transforms.
+
+    `index` is the source's `.index`; for a V1 source (`v1` set), the index a V2 checkpoint of the
+    same tensors has, without data locations, and `v1_reads` says how to read each entry's data.
+    """
 
     index: BundleIndex
     renames: Dict[str, str]
     dropped: List[str]
     transposes: Dict[str, Tuple[int, ...]]
     reshapes: Dict[str, Tuple[int, ...]]
+    v1: Optional[CheckpointFile] = None
+    v1_reads: Dict[bytes, ReadRequest] = dataclasses.field(default_factory=dict)
 
     @property
     def zero_copy_possible(self) -> bool:
-        return not (self.dropped or self.transposes or self.reshapes)
+        return self.v1 is None and not (self.dropped or self.transposes or self.reshapes)
 
 
 def _per_tensor_rules(rules: Optional[Mapping[str, Sequence[int]]], names: Iterable[str],
@@ -111,7 +127,14 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
                 transpose: Optional[Mapping[str, Sequence[int]]] = None,
                 reshape: Optional[Mapping[str, Sequence[int]]] = None) -> RenamePlan:
     """Works out a rename without writing anything; raises for bad mappings and transforms."""
-    index = read_bundle_index(resolve_checkpoint(src))
+    prefix = resolve_checkpoint(src)
+    v1: Optional[CheckpointFile] = None
+    v1_reads: Dict[bytes, ReadRequest] = {}
+    if file_access.exists(prefix + ".index"):  # what resolve_checkpoint calls a V2 checkpoint
+        index = read_bundle_index(prefix)
+    else:
+        v1 = CheckpointFile(prefix)
+        index, v1_reads = _v1_as_bundle(v1)
     rename = forward_mapper(mapping)
     excluded = compile_patterns(exclude, "exclude")
     renames: Dict[str, str] = {}
@@ -135,7 +158,41 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
     reshapes = _with_slots(_per_tensor_rules(reshape, renames.values(), "reshape"), renames, sources_of)
     for new in set(transposes) | set(reshapes):
         _check_transform(index, sources_of[new], new, transposes.get(new), reshapes.get(new))
-    return RenamePlan(index, renames, dropped, transposes, reshapes)
+    return RenamePlan(index, renames, dropped, transposes, reshapes, v1, v1_reads)
+
+
+def _shape_proto(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+
+
+def _v1_as_bundle(ckpt: CheckpointFile) -> Tuple[BundleIndex, Dict[bytes, ReadRequest]]:
+    """The entries TensorFlow's V2 writer makes for the tensors of V1 checkpoint `ckpt` (no data
+    locations yet), and the read of each entry that holds data: a whole tensor, or one slice of a
+    partitioned one (whose full-tensor entry lists its slices and holds no data, as in V2)."""
+    header = tensor_bundle_pb2.BundleHeaderProto(num_shards=1)
+    header.version.producer = 1  # TensorFlow's kTensorBundleVersion
+    if sys.byteorder == "big":
+        header.endianness = tensor_bundle_pb2.BundleHeaderProto.BIG
+    entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+    reads: Dict[bytes, ReadRequest] = {}
+    for name, info in ckpt.tensors.items():
+        key = name.encode("utf-8")
+        dtype = info.dtype.as_datatype_enum
+        item = 1 if info.dtype == tf.string else info.dtype.size
+        entry = tensor_bundle_pb2.BundleEntryProto(dtype=dtype, shape=_shape_proto(info.shape))
+        slices = ckpt.slices_of(name)
+        entry.slices.extend(slices)
+        entries[key] = entry
+        if not slices:
+            reads[key] = ReadRequest(name, "", info.nbytes)
+        for part in slices:
+            dims = [e.length if e.HasField("length") else full for e, full in zip(part.extent, info.shape)]
+            slice_key = encode_slice_key(name, part)
+            entries[slice_key] = tensor_bundle_pb2.BundleEntryProto(dtype=dtype, shape=_shape_proto(dims))
+            spec = ":".join("%d,%d" % (e.start, e.length) if e.HasField("length") else "-" for e in part.extent)
+            reads[slice_key] = ReadRequest(name, "%s %s" % (" ".join(map(str, info.shape)), spec),
+                                           math.prod(dims) * item)
+    return BundleIndex(ckpt.prefix, header, entries), reads
 
 
 def _check_transform(index: BundleIndex, old: str, new: str, perm: Optional[Tuple[int, ...]],
@@ -172,9 +229,13 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
 
     Args:
         src: the source checkpoint (prefix, or a directory with a `checkpoint` state file): a local
-            path, a file:// URL, or any path `tf.io.gfile` opens (gs://, s3://, hdfs://, ram://).
+            path, a file:// URL, or any path `tf.io.gfile` opens (gs://, s3://, hdfs://, ram://). A V1
+            checkpoint (a `model.ckpt` table file, or `model.ckpt-?????-of-00002` shards, named by that
+            pattern or by `model.ckpt`) is written as a V2 one.
         dst: the destination prefix, or a directory (existing, or a path ending in "/") to write
-            `dst/<basename of the source prefix>`; local or remote, whatever `src` is. The
+            `dst/<basename of the source prefix>` (of a sharded V1 source: without "-?????-of-N");
+            local or remote, whatever `src` is. A V1 checkpoint at `dst` counts as an existing
+            checkpoint there: replaced (its files removed) only with `overwrite=True`. The
             directory's `checkpoint` state file is made to name the copy only when no training
             run owns it: when it is absent and no other checkpoint is there, or was written by an
             earlier rename. A training run's state file (e.g. in the source's own directory) is
@@ -190,10 +251,13 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
         reshape: `{regex on the new name: new shape}`, extended to slots like `transpose`.
         mode: "zero_copy" (pure renames only), "stream", or "auto" (zero-copy when possible). Zero-copy
             shares the data shards only between two local paths; to, from or between remote places it
-            copies them unchanged (server-side on one GCS or S3 file system, else streamed).
+            copies them unchanged (server-side on one GCS or S3 file system, else streamed). A V1
+            source is always streamed into a V2 checkpoint ("auto" streams; "zero_copy" raises).
         overwrite: replace an existing checkpoint at `dst`.
         verify: check the crc32c of every tensor that will be written before writing
-            (reads all the data once; zero-copy and streaming copies do not decode it).
+            (reads all the data once; zero-copy and streaming copies do not decode it). For a
+            V1 source: read every such tensor once through TensorFlow's reader, which checks
+            the crc32c of each table block it reads.
         progress: called as `progress(bytes_done, bytes_total)` while streaming.
 
     Returns:
@@ -202,29 +266,43 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
     plan = plan_rename(src, mapping, exclude=exclude, transpose=transpose, reshape=reshape)
     if mode not in ("auto", "zero_copy", "stream"):
         raise ValueError("mode must be 'auto', 'zero_copy' or 'stream', got %r." % mode)
+    if mode == "zero_copy" and plan.v1 is not None:
+        raise LegacyCheckpointError(
+            "Zero-copy mode cannot rename %s: it is a V1 checkpoint (Saver(write_version=SaverDef.V1)), whose "
+            "tensors are stored in table files with their names, so there is no .index to rewrite and no data "
+            "file to share. Use mode='stream' (or 'auto'): it writes a V2 checkpoint (.index and one .data file)."
+            % plan.index.prefix)
     if mode == "zero_copy" and not plan.zero_copy_possible:
         raise AssignmentMapError("Zero-copy mode only renames: this rename also drops or transforms tensors. "
                                  "Use mode='stream' (or 'auto').")
     if dry_run:
         return dict(plan.renames)
     if verify:
-        plan.index.verify(plan.renames)
-    dst_prefix = _checked_destination(plan.index.prefix, os.fspath(dst), overwrite)
+        if plan.v1 is not None:
+            _verify_v1(plan)
+        else:
+            plan.index.verify(plan.renames)
+    dst_prefix, replaced_v1 = _checked_destination(plan.index.prefix, os.fspath(dst), overwrite)
     writer = _write_zero_copy if mode == "zero_copy" or (mode == "auto" and plan.zero_copy_possible) else _write_streaming
-    _write_atomically(dst_prefix, lambda tmp: writer(plan, tmp, progress))
+    _write_atomically(dst_prefix, lambda tmp: writer(plan, tmp, progress), replaced_v1)
     return dict(plan.renames)
 
 
-def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> str:
+def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> Tuple[str, List[str]]:
+    """(destination prefix, the files of a V1 checkpoint there that the new checkpoint replaces)."""
+    # A sharded V1 source "model.ckpt-3-?????-of-00002" is the checkpoint "model.ckpt-3".
+    src_base = _V1_SHARDS.sub("", src_prefix)
     into_directory = file_access.isdir(dst) or dst.endswith("/")
     if into_directory:
-        dst = file_access.join(dst, file_access.basename(src_prefix))  # as `cp SRC DIR/` does
+        dst = file_access.join(dst, file_access.basename(src_base))  # as `cp SRC DIR/` does
     dst_prefix = file_access.absolute(re.sub(_DATA_OR_INDEX + "$", "", dst))  # file:// -> a plain path
-    if file_access.same_file(dst_prefix, src_prefix):
+    if file_access.same_file(dst_prefix, src_prefix) or file_access.same_file(dst_prefix, src_base):
         where = " (the destination is the source's own directory)" if into_directory else ""
         raise LegacyCheckpointError("Refusing to write checkpoint %s over its own source%s; choose another "
                                     "destination prefix, e.g. %s_renamed." % (dst_prefix, where, dst_prefix))
-    if file_access.exists(dst_prefix + ".index") and not overwrite:
+    # A V2 checkpoint at a V1 checkpoint's name would take that name over: that is replacing it too.
+    replaced_v1 = _v1_files_at(dst_prefix)
+    if (file_access.exists(dst_prefix + ".index") or replaced_v1) and not overwrite:
         raise LegacyCheckpointError("Checkpoint %s already exists; pass overwrite=True (--overwrite) to "
                                     "replace it, or choose another destination prefix." % dst_prefix)
     try:
@@ -232,10 +310,21 @@ def _checked_destination(src_prefix: str, dst: str, overwrite: bool) -> str:
     except OSError as e:
         raise LegacyCheckpointError("Cannot create the directory of checkpoint %s: %s. Nothing was written."
                                     % (dst_prefix, e)) from None
-    return dst_prefix
+    return dst_prefix, replaced_v1
 
 
-def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> None:
+def _v1_files_at(prefix: str) -> List[str]:
+    """The files of the V1 checkpoint named `prefix` (a file, or "prefix-?????-of-N" shards), if any."""
+    try:
+        found = checkpoint_kinds.v1_checkpoint(prefix)
+    except LegacyCheckpointError:  # a damaged-looking V1 file is still a checkpoint's file
+        return [prefix]
+    if found is None:
+        return []
+    return sorted(tf.io.gfile.glob(found)) if _V1_SHARDS.search(found) else [found]
+
+
+def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex], replaced: Sequence[str] = ()) -> None:
     directory = file_access.dirname(dst_prefix)
     _remove_stale_temporaries(dst_prefix)
     tmp_prefix = _temporary_prefix(dst_prefix)
@@ -253,7 +342,7 @@ def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex]) -> N
             new_files.append(final)
         file_access.replace(tmp_prefix + ".index", dst_prefix + ".index")  # last: the checkpoint is now complete
         file_access.sync_directory(directory)
-        for stale in set(old_files) - set(new_files) - {dst_prefix + ".index"}:
+        for stale in (set(old_files) | set(replaced)) - set(new_files) - {dst_prefix + ".index"}:
             file_access.remove(stale)
     except OSError as e:
         raise LegacyCheckpointError("Writing checkpoint %s failed: %s. Nothing was written; check the "
@@ -324,10 +413,18 @@ def _checkpoint_files(prefix: str) -> List[str]:
 
 
 def _other_checkpoints(directory: str, prefix: str) -> List[str]:
-    """Prefixes of the checkpoints in `directory` other than `prefix` (temporaries aside)."""
+    """Prefixes of the checkpoints in `directory` other than `prefix` (temporaries aside), V1 files
+    and shard patterns included."""
     temporary = re.compile(_temporary_name_pattern(".+"))
-    return [file_access.join(directory, m.group(1)) for m in _names_matching(directory, r"(.+)\.index")
-            if file_access.join(directory, m.group(1)) != prefix and not temporary.fullmatch(m.group(0))]
+    found = [file_access.join(directory, m.group(1)) for m in _names_matching(directory, r"(.+)\.index")
+             if file_access.join(directory, m.group(1)) != prefix and not temporary.fullmatch(m.group(0))]
+    if found:
+        return found
+    try:
+        names = file_access.listdir(directory)
+    except OSError:
+        return []
+    return checkpoint_kinds.v1_candidates(directory, names)
 
 
 def _record_in_state_file(prefix: str) -> None:
@@ -424,6 +521,14 @@ def _write_checksummed(writer: file_access.Writer, data: np.ndarray) -> int:
     return _mask(crc)
 
 
+def _transformed(plan: RenamePlan, new: str, array: np.ndarray) -> np.ndarray:
+    if new in plan.transposes:
+        array = np.transpose(array, plan.transposes[new])
+    if new in plan.reshapes:
+        array = array.reshape(plan.reshapes[new])
+    return array
+
+
 def _transformed_bytes(plan: RenamePlan, reader: file_access.Reader, old: str, new: str,
                        entry: tensor_bundle_pb2.BundleEntryProto) -> Tuple[np.ndarray, List[int]]:
     """The transformed tensor's bytes (uint8, 1-D) and shape; memory: the source bytes, plus a copy
@@ -434,11 +539,107 @@ def _transformed_bytes(plan: RenamePlan, reader: file_access.Reader, old: str, n
                                      "damaged. Copy the checkpoint again from its source." % (old, plan.index.prefix))
     dtype = tf.dtypes.as_dtype(entry.dtype).as_numpy_dtype
     array = raw.view(np.dtype(dtype).newbyteorder("<")).reshape([d.size for d in entry.shape.dim])
-    if new in plan.transposes:
-        array = np.transpose(array, plan.transposes[new])
-    if new in plan.reshapes:
-        array = array.reshape(plan.reshapes[new])
+    array = _transformed(plan, new, array)
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8), list(array.shape)
+
+
+# The dtypes whose V1 tensors TensorFlow's CheckpointReader.get_tensor decodes ("Data type not
+# supported" for float16, complex and uint16: those are read by RestoreV2).
+_CHECKPOINT_READER_DTYPES = frozenset(d.as_datatype_enum for d in (
+    tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.bool, tf.string))
+
+
+class _V1Reader:
+    """Reads the tensors of a V1 checkpoint one at a time (a partitioned one a slice at a time).
+
+    Whole tensors come from one TensorFlow CheckpointReader, which opens the table files once: a
+    RestoreV2 call opens them again for each tensor it reads and parses the metadata of every
+    tensor of every shard each time (70 ms a tensor on a 5,000-tensor file, so hours for a large
+    checkpoint). RestoreV2 reads only what that reader refuses: slices of partitioned tensors, and
+    float16, complex and uint16 tensors, one call each. TensorFlow checks the crc32c of every
+    table block it reads; a failure is a CorruptCheckpointError.
+    """
+
+    def __init__(self, plan: RenamePlan) -> None:
+        self.plan = plan
+        self.reader = None
+
+    def read(self, key: bytes) -> np.ndarray:
+        request = self.plan.v1_reads[key]
+        if request.slice_spec or self.plan.index.entries[key].dtype not in _CHECKPOINT_READER_DTYPES:
+            return np.asarray(self.plan.v1.read([request])[0].numpy())
+        try:
+            if self.reader is None:
+                self.reader = tf.compat.v1.train.NewCheckpointReader(self.plan.v1.prefix)
+            return np.asarray(self.reader.get_tensor(request.key))
+        except tf.errors.UnimplementedError:
+            return np.asarray(self.plan.v1.read([request])[0].numpy())
+        except (tf.errors.OpError, IndexError, ValueError) as e:
+            message = (getattr(e, "message", None) or str(e) or type(e).__name__).strip().splitlines()
+            raise CorruptCheckpointError(
+                "Reading %s from checkpoint %s failed: %s. The checkpoint's files are damaged (bit rot or a partial "
+                "copy); copy the checkpoint again from its source." % (request.key, self.plan.v1.prefix,
+                                                                      message[0] if message else "")) from None
+
+
+def _verify_v1(plan: RenamePlan) -> None:
+    """Reads every tensor (or slice) that the rename writes once, dropping each: TensorFlow checks the
+    crc32c of every table block it reads, so what would fail while writing fails before."""
+    reader = _V1Reader(plan)
+    for key in sorted(plan.v1_reads):
+        if _renamed_key(key, plan.renames) is not None:
+            reader.read(key)
+
+
+def _string_tensor_crc(writer: file_access.Writer, values: np.ndarray) -> Tuple[int, int]:
+    """Writes a string tensor as TensorFlow's V2 writer does: the lengths as varints, a masked crc32c
+    of the lengths, then the bytes. Returns (size, masked crc32c); the crc32c covers each length as a
+    little-endian uint32 (uint64 if larger), the length checksum, then the bytes."""
+    items = [bytes(v) for v in values.reshape(-1)]
+    lengths = bytearray()
+    crc = 0
+    for item in items:
+        n = len(item)
+        while n >= 0x80:
+            lengths.append((n & 0x7F) | 0x80)
+            n >>= 7
+        lengths.append(n)
+        crc = google_crc32c.extend(crc, struct.pack("<I" if len(item) <= 0xFFFFFFFF else "<Q", len(item)))
+    checksum = struct.pack("<I", _mask(crc))
+    crc = google_crc32c.extend(crc, checksum)
+    writer.write(bytes(lengths) + checksum)
+    size = len(lengths) + len(checksum)
+    pending: List[bytes] = []
+    pending_size = 0
+    for item in items + [None]:
+        if item is None or pending_size + len(item) > file_access.IO_CHUNK:
+            chunk = b"".join(pending)
+            crc = google_crc32c.extend(crc, chunk)
+            writer.write(chunk)
+            size += len(chunk)
+            pending, pending_size = [], 0
+        if item is not None:
+            pending.append(item)
+            pending_size += len(item)
+    return size, _mask(crc)
+
+
+def _write_v1_tensor(plan: RenamePlan, reader: _V1Reader, out: file_access.Writer, key: bytes,
+                     new_name: Optional[str], entry: tensor_bundle_pb2.BundleEntryProto) -> None:
+    """Writes one V1 tensor (or slice) at the end of `out` and fills `entry`'s size, crc32c and shape."""
+    array = reader.read(key)
+    if entry.dtype == types_pb2.DT_STRING:
+        entry.size, entry.crc32c = _string_tensor_crc(out, array)
+        return
+    array = _transformed(plan, new_name, array)
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    entry.crc32c = _write_checksummed(out, data)
+    entry.size = len(data)
+    entry.shape.CopyFrom(_shape_proto(array.shape))
+
+
+def _source_bytes(plan: RenamePlan, key: bytes) -> int:
+    return plan.v1_reads[key].nbytes if plan.v1 is not None else plan.index.entries[key].size
 
 
 def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progress]) -> BundleIndex:
@@ -448,12 +649,14 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
     header.num_shards = 1
     work = sorted((new_key, key) for key, new_key in
                   ((k, _renamed_key(k, plan.renames)) for k in index.entries) if new_key is not None)
-    total = sum(index.entries[k].size for _, k in work)
+    total = sum(_source_bytes(plan, k) for _, k in work if not index.entries[k].slices)
     entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
     sources: List[file_access.Reader] = []
+    v1_reader = _V1Reader(plan) if plan.v1 is not None else None
     out = None
     try:
-        sources.extend(file_access.open_reader(p) for p in index.data_files())
+        if v1_reader is None:
+            sources.extend(file_access.open_reader(p) for p in index.data_files())
         out = file_access.open_writer(data_file_path(tmp_prefix, 0, 1))
         offset = done = 0
         for new_key, key in work:
@@ -463,11 +666,12 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
                 entries[new_key] = entry  # the full-tensor entry of a partitioned tensor holds no data
                 continue
             new_name = new_key.decode("utf-8") if slice_key_name(new_key) is None else None
-            if new_name in plan.transposes or new_name in plan.reshapes:
+            if v1_reader is not None:
+                _write_v1_tensor(plan, v1_reader, out, key, new_name, entry)
+            elif new_name in plan.transposes or new_name in plan.reshapes:
                 data, shape = _transformed_bytes(plan, sources[entry.shard_id], key.decode("utf-8"), new_name, entry)
                 entry.crc32c = _write_checksummed(out, data)
-                entry.shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
-                    dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+                entry.shape.CopyFrom(_shape_proto(shape))
                 entry.size = len(data)
             else:
                 file_access.copy_range(sources[entry.shard_id], out, entry.offset, entry.size)
@@ -475,7 +679,7 @@ def _write_streaming(plan: RenamePlan, tmp_prefix: str, progress: Optional[Progr
             entry.offset = offset
             offset += entry.size
             entries[new_key] = entry
-            done += index.entries[key].size
+            done += _source_bytes(plan, key)
             if progress is not None:
                 progress(done, total)
         out.close()  # durable (fsync) before the index that makes it visible
