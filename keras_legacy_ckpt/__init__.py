@@ -23,6 +23,7 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundErro
 from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
 from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
 from keras_legacy_ckpt.rename import rename_checkpoint
+from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
 from keras_legacy_ckpt.transforms import VocabInfo
 from keras_legacy_ckpt.warm_start import WarmStartReport, suggest_assignment_map, warm_start
 
@@ -39,5 +40,5 @@ __all__ = [
     "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
     "bundle_index", "rename_checkpoint", "restore_object_checkpoint", "suggest_assignment_map",
-    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo",
+    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo", "TF1Checkpoint", "open_checkpoint",
 ]

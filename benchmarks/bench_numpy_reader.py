@@ -1,0 +1,190 @@
+"""Reading TF1 checkpoints into numpy: klc.open_checkpoint with TensorFlow blocked vs tf.train.load_checkpoint.
+
+Two checkpoints written by TensorFlow: 10,000 small tensors (tf.raw_ops.SaveV2, as a Saver of 10,000
+variables writes them) and 1 GB (64 float32 tensors of 16 MB and a global step, tf.compat.v1.train.Saver).
+Each contender runs in a fresh process, `--repeat` times (the median is printed):
+
+  klc:        `import tensorflow` raises in the process; keras_legacy_ckpt.tf1_checkpoint is imported (the
+              package's modules, without its __init__, which imports TensorFlow today), then
+              open_checkpoint + keys/shape/dtype of every tensor, then read() of every tensor
+  TensorFlow: import tensorflow, then tf.train.load_checkpoint + get_variable_to_shape_map and
+              get_variable_to_dtype_map, then get_tensor() of every tensor
+
+Tensors are read one at a time and dropped. The page cache is warm for every run (the files are read
+once before). Peak RSS is the process's, Python and imports included.
+
+Run: python benchmarks/bench_numpy_reader.py [--gb 1] [--repeat 3] [--workdir /tmp/klc-bench-numpy]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PRELUDE = textwrap.dedent("""
+    import time
+    _started = time.perf_counter()
+    import json, os, resource, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    args = json.loads(sys.argv[1])
+    def report(**values):
+        values["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(values))
+""")
+
+KLC = """
+    import importlib.abc, types
+    class NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "tf_keras", "keras"):
+                raise ImportError("TensorFlow is blocked in this process")
+    sys.meta_path.insert(0, NoTensorFlow())
+    start = time.perf_counter()
+    package = types.ModuleType("keras_legacy_ckpt")
+    package.__path__ = [os.path.join(args["root"], "keras_legacy_ckpt")]
+    sys.modules["keras_legacy_ckpt"] = package
+    from keras_legacy_ckpt.tf1_checkpoint import open_checkpoint
+    imported = time.perf_counter()
+    ckpt = open_checkpoint(args["src"])
+    info = {name: (ckpt.shape(name), ckpt.dtype(name)) for name in ckpt.keys()}
+    opened = time.perf_counter()
+    total = 0
+    for name in info:
+        total += ckpt.read(name).nbytes
+    read = time.perf_counter()
+    assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
+    report(import_s=imported - start, open_s=opened - imported, read_s=read - opened, tensors=len(info),
+           bytes=total)
+"""
+
+TF = """
+    start = time.perf_counter()
+    import tensorflow as tf
+    imported = time.perf_counter()
+    reader = tf.train.load_checkpoint(args["src"])
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    info = {name: (shapes[name], dtypes[name]) for name in sorted(shapes)}
+    opened = time.perf_counter()
+    total = 0
+    for name in info:
+        total += reader.get_tensor(name).nbytes
+    read = time.perf_counter()
+    report(import_s=imported - start, open_s=opened - imported, read_s=read - opened, tensors=len(info),
+           bytes=total)
+"""
+
+MAKE_LARGE = """
+    import tensorflow as tf
+    count, elements = args["count"], args["elements"]
+    with tf.Graph().as_default():
+        for i in range(count):
+            with tf.compat.v1.variable_scope("layer_%02d" % i):
+                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
+                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
+        tf.compat.v1.train.get_or_create_global_step()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, args["dst"], write_meta_graph=False)
+    report()
+"""
+
+MAKE_MANY = """
+    import tensorflow as tf
+    names = ["block_%05d/dense/kernel" % i for i in range(10000)]
+    tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.random.uniform([4, 4], seed=i) for i, _ in enumerate(names)])
+    report()
+"""
+
+
+def run(body, **args):
+    code = PRELUDE + textwrap.dedent(body)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env,
+                            cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def files_of(prefix):
+    directory, base = os.path.split(prefix)
+    return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base + ".")]
+
+
+def warm(prefix):
+    for path in files_of(prefix):
+        with open(path, "rb") as f:
+            while f.read(64 << 20):
+                pass
+
+
+def measure(body, src, repeat):
+    runs = [run(body, src=src, root=ROOT) for _ in range(repeat)]
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def table(title, klc, tf):
+    print("\n%s (median of runs)" % title)
+    print("%-40s %16s %16s" % ("", "klc, TF blocked", "TensorFlow"))
+    rows = [("import (module / tensorflow)", "import_s", "%.3f s"),
+            ("open + keys/shape/dtype of all", "open_s", "%.3f s"),
+            ("read every tensor", "read_s", "%.3f s"),
+            ("total (import + open + read)", None, "%.3f s"),
+            ("peak RSS", "peak_rss_mb", "%.0f MB")]
+    for label, key, fmt in rows:
+        if key is None:
+            values = [r["import_s"] + r["open_s"] + r["read_s"] for r in (klc, tf)]
+        else:
+            values = [klc[key], tf[key]]
+        print("%-40s %16s %16s" % (label, fmt % values[0], fmt % values[1]))
+    gb = klc["bytes"] / 1e9
+    if gb > 0.1:
+        print("%-40s %16s %16s" % ("read throughput", "%.2f GB/s" % (gb / klc["read_s"]),
+                                   "%.2f GB/s" % (gb / tf["read_s"])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=1.0, help="size of the large checkpoint in GB (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (default 3; the median is shown)")
+    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    options = parser.parse_args()
+    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-numpy-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        many = os.path.join(workdir, "many", "model.ckpt")
+        if not os.path.exists(many + ".index"):
+            os.makedirs(os.path.dirname(many), exist_ok=True)
+            run(MAKE_MANY, dst=many)
+        count = 64
+        elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
+        large = os.path.join(workdir, "large", "model.ckpt")
+        if not os.path.exists(large + ".index"):
+            os.makedirs(os.path.dirname(large), exist_ok=True)
+            run(MAKE_LARGE, dst=large, count=count, elements=elements)
+        for title, prefix in (("10,000 tensors of 4x4 float32", many),
+                              ("%d float32 tensors of %.1f MB + global_step (%.2f GB)"
+                               % (count, elements * 4 / 1e6, sum(os.path.getsize(f) for f in files_of(large)) / 1e9),
+                               large)):
+            warm(prefix)
+            klc = measure(KLC, prefix, options.repeat)
+            tf = measure(TF, prefix, options.repeat)
+            assert klc["tensors"] == tf["tensors"] and klc["bytes"] == tf["bytes"]
+            table(title, klc, tf)
+    finally:
+        if not options.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
