@@ -543,43 +543,15 @@ def _transformed_bytes(plan: RenamePlan, reader: file_access.Reader, old: str, n
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8), list(array.shape)
 
 
-# The dtypes whose V1 tensors TensorFlow's CheckpointReader.get_tensor decodes ("Data type not
-# supported" for float16, complex and uint16: those are read by RestoreV2).
-_CHECKPOINT_READER_DTYPES = frozenset(d.as_datatype_enum for d in (
-    tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.bool, tf.string))
-
-
 class _V1Reader:
-    """Reads the tensors of a V1 checkpoint one at a time (a partitioned one a slice at a time).
-
-    Whole tensors come from one TensorFlow CheckpointReader, which opens the table files once: a
-    RestoreV2 call opens them again for each tensor it reads and parses the metadata of every
-    tensor of every shard each time (70 ms a tensor on a 5,000-tensor file, so hours for a large
-    checkpoint). RestoreV2 reads only what that reader refuses: slices of partitioned tensors, and
-    float16, complex and uint16 tensors, one call each. TensorFlow checks the crc32c of every
-    table block it reads; a failure is a CorruptCheckpointError.
-    """
+    """Reads the tensors of a V1 checkpoint one at a time (a partitioned one a slice at a time),
+    through CheckpointFile.read; TensorFlow checks the crc32c of every table block it reads."""
 
     def __init__(self, plan: RenamePlan) -> None:
         self.plan = plan
-        self.reader = None
 
     def read(self, key: bytes) -> np.ndarray:
-        request = self.plan.v1_reads[key]
-        if request.slice_spec or self.plan.index.entries[key].dtype not in _CHECKPOINT_READER_DTYPES:
-            return np.asarray(self.plan.v1.read([request])[0].numpy())
-        try:
-            if self.reader is None:
-                self.reader = tf.compat.v1.train.NewCheckpointReader(self.plan.v1.prefix)
-            return np.asarray(self.reader.get_tensor(request.key))
-        except tf.errors.UnimplementedError:
-            return np.asarray(self.plan.v1.read([request])[0].numpy())
-        except (tf.errors.OpError, IndexError, ValueError) as e:
-            message = (getattr(e, "message", None) or str(e) or type(e).__name__).strip().splitlines()
-            raise CorruptCheckpointError(
-                "Reading %s from checkpoint %s failed: %s. The checkpoint's files are damaged (bit rot or a partial "
-                "copy); copy the checkpoint again from its source." % (request.key, self.plan.v1.prefix,
-                                                                      message[0] if message else "")) from None
+        return np.asarray(self.plan.v1.read([self.plan.v1_reads[key]])[0].numpy())
 
 
 def _verify_v1(plan: RenamePlan) -> None:

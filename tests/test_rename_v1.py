@@ -293,14 +293,14 @@ def test_zero_copy_is_refused_and_auto_streams(tmp_path, single):
 def test_one_tensor_or_slice_read_at_a_time(tmp_path, single, monkeypatch):
     """Memory: whole tensors come one get_tensor call each (float16 ones one RestoreV2 each), slices one
     single-slice RestoreV2 each."""
-    reads = []
-    original = CheckpointFile.read
+    reads = []  # the RestoreV2 calls; every other tensor comes from one CheckpointReader
+    original = CheckpointFile._restore
 
-    def read(self, requests):
+    def restore(self, requests):
         reads.append([(r.key, r.slice_spec) for r in requests])
         return original(self, requests)
 
-    monkeypatch.setattr(CheckpointFile, "read", read)
+    monkeypatch.setattr(CheckpointFile, "_restore", restore)
     progress = []
     rename_checkpoint(single, str(tmp_path / "m"), None, progress=lambda done, total: progress.append((done, total)))
     assert all(len(batch) == 1 for batch in reads)
