@@ -17,6 +17,8 @@ _cli_env.quiet_tensorflow_if_cli()  # the CLI only: before TensorFlow is first i
 from keras_legacy_ckpt import _compat, bundle_index
 from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
 from keras_legacy_ckpt.checkpoint_reader import list_variables, verify_checkpoint
+from keras_legacy_ckpt.diff import CheckpointDiff, diff_checkpoints
+from keras_legacy_ckpt.export import export_safetensors
 from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,
                                       DTypeMismatchError, DuplicateVariableNameError, LegacyCheckpointError,
                                       MissingVariablesError, ShapeMismatchError)
@@ -41,4 +43,5 @@ __all__ = [
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
     "bundle_index", "rename_checkpoint", "restore_object_checkpoint", "suggest_assignment_map",
     "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo", "TF1Checkpoint", "open_checkpoint",
+    "export_safetensors", "diff_checkpoints", "CheckpointDiff",
 ]

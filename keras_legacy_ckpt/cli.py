@@ -1,9 +1,11 @@
-"""The `keras-legacy-ckpt` command line: inspect, verify, plan and rename TF1 checkpoints.
+"""The `keras-legacy-ckpt` command line: inspect, verify, plan, rename, export and diff TF1 checkpoints.
 
     keras-legacy-ckpt inspect CKPT
     keras-legacy-ckpt verify CKPT
     keras-legacy-ckpt plan CKPT --model MODEL_CKPT_OR_NAMES_FILE [--map "ckpt/=model/"]
     keras-legacy-ckpt rename SRC DST --map "old/=new/" [--regex "PATTERN=>REPL"] [--exclude REGEX] [--dry_run]
+    keras-legacy-ckpt export SRC DST.safetensors [--map ...] [--exclude REGEX] [--transpose REGEX=1,0]
+    keras-legacy-ckpt diff A B [--map ...]        (exit status 0: identical, 1: different)
 
 `keras-legacy-ckpt --help` lists the commands, examples and flags. TensorFlow's start-up logs are kept off
 stderr by keras_legacy_ckpt._cli_env, which runs before TensorFlow is imported.
@@ -22,21 +24,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from absl import flags
 
 FLAGS = flags.FLAGS
-COMMANDS = ("inspect", "plan", "rename", "verify")
+COMMANDS = ("diff", "export", "inspect", "plan", "rename", "verify")
 
 # Each flag's help, also shown by `keras-legacy-ckpt --help` (absl appends its own notes to flag.help).
 FLAG_HELP = {
     "map": "Name map entries 'old=new' or scopes 'old_scope/=new_scope/', comma separated; repeatable. For "
-           "plan: checkpoint scope = model scope, as in init_from_checkpoint. For rename, 'old=' drops old.",
+           "plan: checkpoint scope = model scope, as in init_from_checkpoint. For rename and export, 'old=' drops old; "
+           "for diff, A's names = B's.",
     "regex": "A rename rule 'PATTERN=>REPLACEMENT' (Python re.sub syntax, \\1 for groups) applied to names no "
              "--map entry covers; the first matching rule wins; repeatable.",
-    "exclude": "rename: drop source tensors whose name matches this regex (re.search), e.g. '/Adam(_1)?$' for "
-               "Adam slots; repeatable.",
-    "transpose": "rename: 'REGEX=1,0' transposes tensors whose new name matches; repeatable.",
-    "reshape": "rename: 'REGEX=2,3,4' reshapes tensors whose new name matches; repeatable.",
+    "exclude": "rename, export: drop source tensors whose name matches this regex (re.search), e.g. '/Adam(_1)?$' "
+               "for Adam slots; diff: leave matching names of A and B out; repeatable.",
+    "transpose": "rename, export: 'REGEX=1,0' transposes tensors whose new name matches; repeatable.",
+    "reshape": "rename, export: 'REGEX=2,3,4' reshapes tensors whose new name matches; repeatable.",
     "dry_run": "rename: print old -> new without writing anything.",
     "verify": "rename: check every tensor's crc32c before writing.",
-    "overwrite": "rename: replace an existing checkpoint at DST.",
+    "overwrite": "rename, export: replace an existing checkpoint (or .safetensors file) at DST.",
     "mode": "rename: zero_copy shares the data files (pure renames only); stream writes new ones; auto picks "
             "zero_copy when it can.",
     "model": "plan: the model's variable names: a checkpoint prefix whose keys are the model's legacy names, or a "
@@ -65,6 +68,10 @@ COMMAND_HELP = (
      PROG + " plan /old/model.ckpt-1000 --model names.txt --map /=backbone/"),
     ("rename", "SRC DST", "write a copy with renamed, dropped or transposed tensors",
      PROG + " rename /old/model.ckpt-1000 /new/ --map /=backbone/ --exclude '/Adam(_1)?$'"),
+    ("export", "SRC DST", "write the tensors to one .safetensors file (renamed, dropped, transposed)",
+     PROG + " export /old/model.ckpt-1000 /new/model.safetensors --exclude '/Adam(_1)?$'"),
+    ("diff", "A B", "compare two checkpoints tensor by tensor; exit status 1 when they differ",
+     PROG + " diff /old/model.ckpt-1000 /new/model.ckpt-1000 --map /=backbone/"),
 )
 # Our flags, in the order --help lists them, with the value each takes.
 FLAG_METAVARS = (("map", "OLD=NEW,..."), ("regex", "'PATTERN=>REPL'"), ("exclude", "REGEX"), ("model", "M"),
@@ -91,9 +98,9 @@ def usage_text() -> str:
 def help_text() -> str:
     """`keras-legacy-ckpt --help`: the commands, each with one line and an example, and the flags."""
     lines = ["usage: %s COMMAND ARGS... [FLAGS]   (python -m keras_legacy_ckpt ... is the same)" % PROG, "",
-             "Inspect, verify, plan and rename TF1 name-based checkpoints, without TF1 code. CKPT is a",
-             "checkpoint prefix (/old/model.ckpt-1000), one of its files, or a directory with a 'checkpoint'",
-             "state file (its latest checkpoint).", "", "commands:"]
+             "Inspect, verify, plan, rename, export (safetensors) and diff TF1 name-based checkpoints, without",
+             "TF1 code. CKPT is a checkpoint prefix (/old/model.ckpt-1000), one of its files, or a directory",
+             "with a 'checkpoint' state file (its latest checkpoint).", "", "commands:"]
     lines += _command_lines(examples=True)
     lines += ["", "flags:"]
     for name, metavar in FLAG_METAVARS:
@@ -107,7 +114,7 @@ def help_text() -> str:
             wrapped.insert(0, head)
         lines += wrapped
     lines += ["", "exit status: 0 ok; 1 an error (one 'error: ...' line on stderr), or plan found a variable",
-              "that would get no value or a wrong shape; 2 a usage error."]
+              "that would get no value or a wrong shape, or diff found a difference; 2 a usage error."]
     return "\n".join(lines)
 
 
@@ -253,6 +260,50 @@ def rename(src: str, dst: str) -> str:
     return "\n".join(lines)
 
 
+def _progress_bar():
+    """A Keras Progbar's update as `progress(done, total)` when stdout is a terminal, else None."""
+    if not sys.stdout.isatty():
+        return None
+    from tf_keras.utils import Progbar
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progbar(total, unit_name="byte")
+        bar.update(done)
+
+    return progress
+
+
+def export(src: str, dst: str) -> str:
+    from keras_legacy_ckpt.checkpoint_reader import human_bytes
+    from keras_legacy_ckpt.export import _export
+
+    result = _export(src, dst, _mapping_from_flags(), exclude=FLAGS.exclude,
+                     transpose=_int_list_rules(FLAGS.transpose, "transpose"),
+                     reshape=_int_list_rules(FLAGS.reshape, "reshape"), overwrite=FLAGS.overwrite, metadata=None,
+                     progress=_progress_bar())
+    lines = ["%s -> %s" % (old, new) for old, new in result.renames.items() if old != new]
+    lines.append("wrote %d tensors (%s) to %s%s" % (
+        len(result.renames), human_bytes(result.file_bytes), result.path,
+        "; dropped %d" % len(result.dropped) if result.dropped else ""))
+    return "\n".join(lines)
+
+
+def diff(a: str, b: str) -> Tuple[str, bool]:
+    from keras_legacy_ckpt.diff import diff_checkpoints
+
+    result = diff_checkpoints(a, b, _mapping_from_flags(), exclude=FLAGS.exclude)
+    return result.summary(), result.identical
+
+
+# Flags that would silently do nothing for these commands.
+_NOT_TAKEN = {"export": ("dry_run", "verify", "mode", "model"),
+              "diff": ("dry_run", "verify", "mode", "model", "transpose", "reshape", "overwrite")}
+
+
 def _usage_error(message: str) -> int:
     print("usage error: %s\n%s" % (message, usage_text()), file=sys.stderr)
     return 2
@@ -286,6 +337,16 @@ def main(argv: Sequence[str]) -> int:
                 return 1
         elif command == "rename" and len(rest) == 2:
             print(rename(rest[0], rest[1]))
+        elif command in _NOT_TAKEN and any(FLAGS[f].present for f in _NOT_TAKEN[command]):
+            flag = next(f for f in _NOT_TAKEN[command] if FLAGS[f].present)
+            raise UsageError("%s does not take --%s" % (command, flag))
+        elif command == "export" and len(rest) == 2:
+            print(export(rest[0], rest[1]))
+        elif command == "diff" and len(rest) == 2:
+            text, same = diff(rest[0], rest[1])
+            print(text)
+            if not same:
+                return 1
         else:
             expected = {name: arguments for name, arguments, _, _ in COMMAND_HELP}[command].split(" --")[0]
             raise UsageError("%s takes %s; got %s" % (command, expected, " ".join(rest) or "no argument"))

@@ -1,0 +1,163 @@
+"""Exporting a 1 GB TF1 checkpoint to safetensors: klc.export_safetensors vs safetensors.numpy.save_file.
+
+Builds a TF1 checkpoint (default 1 GB: 64 float32 tensors of 16 MB and a global step, written by
+tf.compat.v1.train.Saver), then runs each contender in a fresh process, `--repeat` times (medians printed):
+
+  baseline:   `import keras_legacy_ckpt, safetensors.numpy` (which imports TensorFlow) and nothing else
+  klc:        klc.export_safetensors(src, dst): streamed one tensor at a time, fsynced, renamed into place
+  save_file:  tf.train.load_checkpoint + get_tensor of every tensor into a dict, then
+              safetensors.numpy.save_file(dict, dst) (it needs every tensor in memory); "+ fsync" also
+              fsyncs the file, as ours does
+
+Seconds are for the operation alone (imports excluded); peak RSS is the whole process's (ru_maxrss). The
+page cache is warm (the checkpoint is read once before). The two files are compared byte for byte.
+
+Run: python benchmarks/bench_export.py [--gb 1] [--repeat 3] [--workdir /tmp/klc-bench-export]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PRELUDE = textwrap.dedent("""
+    import json, os, resource, sys, time
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    args = json.loads(sys.argv[1])
+    def report(**values):
+        values["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(values))
+""")
+
+BASELINE = """
+    import keras_legacy_ckpt as klc
+    import safetensors.numpy
+    report(seconds=0.0)
+"""
+
+KLC = """
+    import keras_legacy_ckpt as klc
+    import safetensors.numpy
+    start = time.perf_counter()
+    klc.export_safetensors(args["src"], args["dst"], overwrite=True)
+    report(seconds=time.perf_counter() - start)
+"""
+
+SAVE_FILE = """
+    import keras_legacy_ckpt as klc
+    import safetensors.numpy
+    import tensorflow as tf
+    start = time.perf_counter()
+    reader = tf.train.load_checkpoint(args["src"])
+    import numpy as np
+    tensors = {name: np.asarray(reader.get_tensor(name)) for name in sorted(reader.get_variable_to_shape_map())}
+    safetensors.numpy.save_file(tensors, args["dst"])
+    saved = time.perf_counter()
+    fd = os.open(args["dst"], os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    report(seconds=saved - start, fsync_seconds=time.perf_counter() - start)
+"""
+
+MAKE = """
+    import tensorflow as tf
+    count, elements = args["count"], args["elements"]
+    with tf.Graph().as_default():
+        for i in range(count):
+            with tf.compat.v1.variable_scope("layer_%02d" % i):
+                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
+                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
+        tf.compat.v1.train.get_or_create_global_step()
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, args["dst"], write_meta_graph=False)
+    report()
+"""
+
+
+def run(body, **args):
+    code = PRELUDE + textwrap.dedent(body)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env,
+                            cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def warm(prefix):
+    directory, base = os.path.split(prefix)
+    for name in os.listdir(directory):
+        if name.startswith(base + "."):
+            with open(os.path.join(directory, name), "rb") as f:
+                while f.read(64 << 20):
+                    pass
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(16 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gb", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="klc-bench-export-")
+    os.makedirs(workdir, exist_ok=True)
+    try:
+        count, elements = 64, int(args.gb * 1e9 / 64 / 4) // 1024 * 1024
+        src = os.path.join(workdir, "ckpt", "model.ckpt")
+        if not os.path.exists(src + ".index"):
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            run(MAKE, dst=src, count=count, elements=elements)
+        size = sum(os.path.getsize(os.path.join(os.path.dirname(src), n)) for n in os.listdir(os.path.dirname(src)))
+        warm(src)
+        dst = {"klc": os.path.join(workdir, "klc.safetensors"), "save_file": os.path.join(workdir, "st.safetensors")}
+        results = {"baseline": [], "klc": [], "save_file": []}
+        for _ in range(args.repeat):  # interleaved, so drifts in disk speed hit both alike
+            results["baseline"].append(run(BASELINE))
+            results["klc"].append(run(KLC, src=src, dst=dst["klc"]))
+            results["save_file"].append(run(SAVE_FILE, src=src, dst=dst["save_file"]))
+        same = digest(dst["klc"]) == digest(dst["save_file"])
+        med = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+               for name, runs in results.items()}
+        base = med["baseline"]["peak_rss_mb"]
+        print("checkpoint: %d float32 tensors of %.1f MB + global_step, %.2f GB on disk (%s)"
+              % (count, elements * 4 / 1e6, size / 1e9, src))
+        print("median of %d fresh processes each; peak RSS is ru_maxrss of the whole process\n" % args.repeat)
+        print("%-44s %10s %16s %14s" % ("", "seconds", "peak RSS (MB)", "over baseline"))
+        print("%-44s %10s %16.0f %14s" % ("baseline: import keras_legacy_ckpt, safetensors", "-", base, "-"))
+        rows = [("klc.export_safetensors (streams, fsyncs)", med["klc"]["seconds"], med["klc"]["peak_rss_mb"]),
+                ("load_checkpoint + save_file", med["save_file"]["seconds"], med["save_file"]["peak_rss_mb"]),
+                ("load_checkpoint + save_file + fsync", med["save_file"]["fsync_seconds"],
+                 med["save_file"]["peak_rss_mb"])]
+        for label, seconds, rss in rows:
+            print("%-44s %10.2f %16.0f %+14.0f" % (label, seconds, rss, rss - base))
+        print("\nruns (seconds): klc %s; save_file %s" % (
+            ", ".join("%.2f" % r["seconds"] for r in results["klc"]),
+            ", ".join("%.2f" % r["seconds"] for r in results["save_file"])))
+        print("the two files are byte for byte identical: %s" % ("yes" if same else "NO"))
+        if not same:
+            sys.exit(1)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
