@@ -17,25 +17,14 @@ Run: python benchmarks/bench_export.py [--gb 1] [--repeat 3] [--workdir /tmp/klc
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fresh_process import WRITE_TF1_CHECKPOINT, run, warm
 
-PRELUDE = textwrap.dedent("""
-    import json, os, resource, sys, time
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    args = json.loads(sys.argv[1])
-    def report(**values):
-        values["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(values))
-""")
 
 BASELINE = """
     import keras_legacy_ckpt as klc
@@ -67,42 +56,6 @@ SAVE_FILE = """
     report(seconds=saved - start, fsync_seconds=time.perf_counter() - start)
 """
 
-MAKE = """
-    import tensorflow as tf
-    count, elements = args["count"], args["elements"]
-    with tf.Graph().as_default():
-        for i in range(count):
-            with tf.compat.v1.variable_scope("layer_%02d" % i):
-                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
-                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
-        tf.compat.v1.train.get_or_create_global_step()
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, args["dst"], write_meta_graph=False)
-    report()
-"""
-
-
-def run(body, **args):
-    code = PRELUDE + textwrap.dedent(body)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env,
-                            cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def warm(prefix):
-    directory, base = os.path.split(prefix)
-    for name in os.listdir(directory):
-        if name.startswith(base + "."):
-            with open(os.path.join(directory, name), "rb") as f:
-                while f.read(64 << 20):
-                    pass
-
-
 def digest(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -124,7 +77,7 @@ def main():
         src = os.path.join(workdir, "ckpt", "model.ckpt")
         if not os.path.exists(src + ".index"):
             os.makedirs(os.path.dirname(src), exist_ok=True)
-            run(MAKE, dst=src, count=count, elements=elements)
+            run(WRITE_TF1_CHECKPOINT, dst=src, count=count, elements=elements)
         size = sum(os.path.getsize(os.path.join(os.path.dirname(src), n)) for n in os.listdir(os.path.dirname(src)))
         warm(src)
         dst = {"klc": os.path.join(workdir, "klc.safetensors"), "save_file": os.path.join(workdir, "st.safetensors")}

@@ -17,27 +17,13 @@ Run: python benchmarks/bench_numpy_reader.py [--gb 1] [--repeat 3] [--workdir /t
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fresh_process import ROOT, WRITE_TF1_CHECKPOINT, files_of, run, warm
 
-PRELUDE = textwrap.dedent("""
-    import time
-    _started = time.perf_counter()
-    import json, os, resource, sys
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    args = json.loads(sys.argv[1])
-    def report(**values):
-        values["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(values))
-""")
 
 KLC = """
     import importlib.abc, types
@@ -81,22 +67,6 @@ TF = """
            bytes=total)
 """
 
-MAKE_LARGE = """
-    import tensorflow as tf
-    count, elements = args["count"], args["elements"]
-    with tf.Graph().as_default():
-        for i in range(count):
-            with tf.compat.v1.variable_scope("layer_%02d" % i):
-                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
-                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
-        tf.compat.v1.train.get_or_create_global_step()
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, args["dst"], write_meta_graph=False)
-    report()
-"""
-
 MAKE_MANY = """
     import tensorflow as tf
     names = ["block_%05d/dense/kernel" % i for i in range(10000)]
@@ -104,28 +74,6 @@ MAKE_MANY = """
                       tensors=[tf.random.uniform([4, 4], seed=i) for i, _ in enumerate(names)])
     report()
 """
-
-
-def run(body, **args):
-    code = PRELUDE + textwrap.dedent(body)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env,
-                            cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def files_of(prefix):
-    directory, base = os.path.split(prefix)
-    return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base + ".")]
-
-
-def warm(prefix):
-    for path in files_of(prefix):
-        with open(path, "rb") as f:
-            while f.read(64 << 20):
-                pass
 
 
 def measure(body, src, repeat):
@@ -171,7 +119,7 @@ def main():
         large = os.path.join(workdir, "large", "model.ckpt")
         if not os.path.exists(large + ".index"):
             os.makedirs(os.path.dirname(large), exist_ok=True)
-            run(MAKE_LARGE, dst=large, count=count, elements=elements)
+            run(WRITE_TF1_CHECKPOINT, dst=large, count=count, elements=elements)
         for title, prefix in (("10,000 tensors of 4x4 float32", many),
                               ("%d float32 tensors of %.1f MB + global_step (%.2f GB)"
                                % (count, elements * 4 / 1e6, sum(os.path.getsize(f) for f in files_of(large)) / 1e9),

@@ -15,35 +15,28 @@ The page cache is warm for every contender (each run reads the same files).
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import textwrap
+
+from fresh_process import WRITE_TF1_CHECKPOINT, files_of, run
 import time
 
-PRELUDE = textwrap.dedent("""
-    import os, resource, sys, time, json
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+# Before each contender's body: TensorFlow, and a tf.Module with a zero variable named like each tensor.
+TF = """
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
-    args = json.loads(sys.argv[1])
     def module_like(prefix):
-        # A tf.Module with a zero variable named like each checkpoint tensor.
         dtypes = tf.train.load_checkpoint(prefix).get_variable_to_dtype_map()
         module = tf.Module()
         module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(prefix)]
         return module
-    def report(seconds, **extra):
-        print(json.dumps(dict(seconds=seconds, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                              **extra)))
-""")
+"""
 
 CONTENDERS = {
     "import tensorflow only": """
-        report(0.0)
+        report(seconds=0.0)
     """,
     "guide recipe (Saver)": """
         start = time.perf_counter()
@@ -57,32 +50,32 @@ CONTENDERS = {
             with tf.compat.v1.Session() as sess:
                 sess.run(init)
                 saver.save(sess, args["dst"], write_meta_graph=False)
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
     "ours, streaming": """
         import keras_legacy_ckpt as klc
         start = time.perf_counter()
         klc.rename_checkpoint(args["src"], args["dst"], {"/": "backbone/"}, mode="stream")
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
     "ours, zero-copy": """
         import keras_legacy_ckpt as klc
         start = time.perf_counter()
         klc.rename_checkpoint(args["src"], args["dst"], {"/": "backbone/"}, mode="zero_copy")
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
     "tf.train.Checkpoint restore": """
         module = module_like(args["src"])
         start = time.perf_counter()
         tf.train.Checkpoint(module=module).restore(args["src"]).assert_existing_objects_matched()
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
     "ours, warm_start": """
         import keras_legacy_ckpt as klc
         module = module_like(args["src"])
         start = time.perf_counter()
         klc.warm_start(module, args["src"])
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
     "ours, plan 10k variables": """
         from keras_legacy_ckpt.assignment_map import plan_assignment_map
@@ -92,45 +85,20 @@ CONTENDERS = {
         ckpt = CheckpointFile(args["src"])
         plan = plan_assignment_map({"/": "backbone/"}, names, ckpt.tensors)
         assert len(plan.matches) == len(names) == 10000
-        report(time.perf_counter() - start)
+        report(seconds=time.perf_counter() - start)
     """,
 }
-
-MAKE_LARGE = """
-    import numpy as np
-    count, elements = args["count"], args["elements"]
-    with tf.Graph().as_default():
-        for i in range(count):
-            with tf.compat.v1.variable_scope("layer_%02d" % i):
-                tf.compat.v1.get_variable("kernel", [elements // 1024, 1024],
-                                          initializer=tf.compat.v1.random_uniform_initializer(seed=i))
-        tf.compat.v1.train.get_or_create_global_step()
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
-            saver.save(sess, args["dst"], write_meta_graph=False)
-    report(0.0)
-"""
 
 MAKE_MANY = """
     names = ["block_%05d/dense/kernel" % i for i in range(10000)]
     tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.zeros([4, 4]) for _ in names])
-    report(0.0)
+    report(seconds=0.0)
 """
 
 
-def run(body, **args):
-    code = PRELUDE + textwrap.dedent(body)
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def files_of(prefix):
-    directory, base = os.path.split(prefix)
-    return [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(base + ".")]
+def run_with_tf(body, **args):
+    return run(body, prelude=TF, **args)
 
 
 def main():
@@ -147,12 +115,12 @@ def main():
         src = os.path.join(workdir, "large", "model.ckpt")
         if not os.path.exists(src + ".index"):
             os.makedirs(os.path.dirname(src), exist_ok=True)
-            run(MAKE_LARGE, dst=src, count=count, elements=elements)
+            run(WRITE_TF1_CHECKPOINT, dst=src, count=count, elements=elements)
         size = sum(os.path.getsize(f) for f in files_of(src))
         print("checkpoint: %d float32 tensors of %.1f MB + global_step, %.2f GB, %s"
               % (count, elements * 4 / 1e6, size / 1e9, src))
 
-        baseline = run(CONTENDERS["import tensorflow only"])
+        baseline = run_with_tf(CONTENDERS["import tensorflow only"])
         rows = [("import tensorflow only", None, baseline["peak_rss_mb"])]
         names = ["guide recipe (Saver)", "ours, streaming", "ours, zero-copy"]
         if options.skip_guide:
@@ -162,7 +130,7 @@ def main():
             shutil.rmtree(os.path.dirname(dst), ignore_errors=True)
             os.makedirs(os.path.dirname(dst))
             subprocess.run(["sync"], check=True)
-            result = run(CONTENDERS[name], src=src, dst=dst)
+            result = run_with_tf(CONTENDERS[name], src=src, dst=dst)
             rows.append((name, result["seconds"], result["peak_rss_mb"]))
             shutil.rmtree(os.path.dirname(dst))
         cp_dir = os.path.join(workdir, "out-cp")
@@ -177,14 +145,14 @@ def main():
         rows.append(("cp + sync", time.perf_counter() - start, None))
         shutil.rmtree(cp_dir)
         for name in ("tf.train.Checkpoint restore", "ours, warm_start"):
-            result = run(CONTENDERS[name], src=src)
+            result = run_with_tf(CONTENDERS[name], src=src)
             rows.append((name, result["seconds"], result["peak_rss_mb"]))
 
         many = os.path.join(workdir, "many", "model.ckpt")
         if not os.path.exists(many + ".index"):
             os.makedirs(os.path.dirname(many), exist_ok=True)
-            run(MAKE_MANY, dst=many)
-        result = run(CONTENDERS["ours, plan 10k variables"], src=many)
+            run_with_tf(MAKE_MANY, dst=many)
+        result = run_with_tf(CONTENDERS["ours, plan 10k variables"], src=many)
         rows.append(("ours, plan 10k variables", result["seconds"], result["peak_rss_mb"]))
 
         print("\n%-28s %10s %14s %18s" % ("contender", "seconds", "peak RSS (MB)", "RSS over import"))
