@@ -8,40 +8,67 @@ model.fit(x, y, callbacks=[
     klc.SaveObjectCheckpoint("/new/tf2_ckpts"),
 ])
 ```
+
+Importing the package imports no TensorFlow: the errors and `open_checkpoint` (a numpy
+reader) are here at once; every other name is imported on first use, and with it TensorFlow.
 """
+
+import importlib
+from typing import Any
 
 from keras_legacy_ckpt import _cli_env
 
 _cli_env.quiet_tensorflow_if_cli()  # the CLI only: before TensorFlow is first imported (see _cli_env)
 
-from keras_legacy_ckpt import _compat, bundle_index
-from keras_legacy_ckpt.callbacks import SaveObjectCheckpoint, WarmStartFromTF1
-from keras_legacy_ckpt.checkpoint_reader import list_variables, verify_checkpoint
-from keras_legacy_ckpt.diff import CheckpointDiff, diff_checkpoints
-from keras_legacy_ckpt.export import export_safetensors
-from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,
+from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,  # noqa: E402
                                       DTypeMismatchError, DuplicateVariableNameError, LegacyCheckpointError,
                                       MissingVariablesError, ShapeMismatchError)
-from keras_legacy_ckpt.mixin import LegacyCheckpointMixin
-from keras_legacy_ckpt.object_checkpoint import restore_object_checkpoint
-from keras_legacy_ckpt.rename import rename_checkpoint
-from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
-from keras_legacy_ckpt.transforms import VocabInfo
-from keras_legacy_ckpt.warm_start import WarmStartReport, suggest_assignment_map, warm_start
+from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint  # noqa: E402
 
 __version__ = "0.1.0"
 
-# The modeling shim and TF1-style layers, from tf_keras: present whether or not
-# TF_USE_LEGACY_KERAS=1 is set (tf.compat.v1.keras.utils has the shim only when it is).
-# Our shim is tf_keras's with auto-names (dense, dense_1, ...) kept the same on every call.
-track_tf1_style_variables = _compat.track_tf1_style_variables_decorator()
-v1_layers = _compat.v1_layers_module()
+# Public name -> the module that defines it (imported, with TensorFlow, when the name is first used).
+_LAZY = {
+    "SaveObjectCheckpoint": "callbacks", "WarmStartFromTF1": "callbacks",
+    "list_variables": "checkpoint_reader", "verify_checkpoint": "checkpoint_reader",
+    "CheckpointDiff": "diff", "diff_checkpoints": "diff",
+    "export_safetensors": "export",
+    "LegacyCheckpointMixin": "mixin",
+    "restore_object_checkpoint": "object_checkpoint",
+    "rename_checkpoint": "rename",
+    "VocabInfo": "transforms",
+    "WarmStartReport": "warm_start", "suggest_assignment_map": "warm_start", "warm_start": "warm_start",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module("keras_legacy_ckpt." + _LAZY[name]), name)
+    elif name == "bundle_index":
+        value = importlib.import_module("keras_legacy_ckpt.bundle_index")
+    elif name in ("track_tf1_style_variables", "v1_layers"):
+        # The modeling shim and TF1-style layers, from tf_keras: present whether or not
+        # TF_USE_LEGACY_KERAS=1 is set (tf.compat.v1.keras.utils has the shim only when it is).
+        # Our shim is tf_keras's with auto-names (dense, dense_1, ...) kept the same on every call.
+        from keras_legacy_ckpt import _compat
+
+        value = (_compat.track_tf1_style_variables_decorator() if name == "track_tf1_style_variables"
+                 else _compat.v1_layers_module())
+    else:
+        raise AttributeError("module 'keras_legacy_ckpt' has no attribute %r" % name)
+    globals()[name] = value  # once imported, an ordinary attribute
+    return value
+
 
 __all__ = [
     "AssignmentMapError", "CheckpointNotFoundError", "CorruptCheckpointError", "DTypeMismatchError",
     "DuplicateVariableNameError", "LegacyCheckpointError", "LegacyCheckpointMixin", "MissingVariablesError",
     "SaveObjectCheckpoint", "ShapeMismatchError", "WarmStartFromTF1", "WarmStartReport", "list_variables",
     "bundle_index", "rename_checkpoint", "restore_object_checkpoint", "suggest_assignment_map",
-    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo", "TF1Checkpoint", "open_checkpoint",
-    "export_safetensors", "diff_checkpoints", "CheckpointDiff",
+    "track_tf1_style_variables", "v1_layers", "verify_checkpoint", "warm_start", "VocabInfo", "TF1Checkpoint",
+    "open_checkpoint", "export_safetensors", "diff_checkpoints", "CheckpointDiff",
 ]
+
+
+def __dir__():
+    return sorted(set(__all__) | set(globals()))
