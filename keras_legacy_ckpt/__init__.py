@@ -14,6 +14,8 @@ reader) are here at once; every other name is imported on first use, and with it
 """
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from keras_legacy_ckpt import _cli_env
@@ -37,7 +39,7 @@ _LAZY = {
     "restore_object_checkpoint": "object_checkpoint",
     "rename_checkpoint": "rename",
     "VocabInfo": "transforms",
-    "WarmStartReport": "warm_start", "suggest_assignment_map": "warm_start", "warm_start": "warm_start",
+    "WarmStartReport": "warm_start", "suggest_assignment_map": "warm_start",
 }
 
 
@@ -72,3 +74,21 @@ __all__ = [
 
 def __dir__():
     return sorted(set(__all__) | set(globals()))
+
+
+class _Package(types.ModuleType):
+    """`klc.warm_start` is the function, though a submodule has the same name: importing the submodule
+    (which any module using it does) would otherwise replace the package's attribute with the module."""
+
+    @property
+    def warm_start(self):
+        from keras_legacy_ckpt.warm_start import warm_start
+
+        return warm_start
+
+    @warm_start.setter
+    def warm_start(self, value):
+        pass  # the import system setting the submodule here: the function stays
+
+
+sys.modules[__name__].__class__ = _Package
