@@ -116,9 +116,11 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
-    The whole mapping is planned and every shape, dtype and checkpoint index entry is
-    checked before the first variable is assigned; tensors are then read and assigned
-    in batches of at most `batch_bytes`, so memory stays bounded.
+    The whole mapping is planned and every shape, dtype and checkpoint index entry, and the
+    crc32c of every byte to be assigned, is checked before the first variable is assigned;
+    tensors are then read and assigned in batches of at most `batch_bytes`, so memory stays
+    bounded. When the mapped tensors fit in `batch_bytes` they are read once: the checked
+    bytes are the ones assigned.
 
     ```python
     report = klc.warm_start(model, "/ckpts/model.ckpt-1000", {"/": "backbone/"},
@@ -161,7 +163,10 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         vocab_remap: {model variable name: `klc.VocabInfo`}: rows (or columns) of an embedding
             whose vocabulary changed are remapped word by word, with the semantics of
             `tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`.
-        batch_bytes: read at most this many bytes of tensors at a time.
+        batch_bytes: read at most this many bytes of tensors at a time (a tensor larger than this
+            is read on its own). Mapped tensors that fit in it in all are read once, checked and
+            then assigned; larger ones are read twice: a crc32c pass over everything, then the
+            reads that are assigned.
 
     Returns:
         A `WarmStartReport`.
@@ -171,7 +176,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                   reshape=reshape, vocab_remap=vocab_remap)
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
                        optimizer_state, mod_partitioned, "/" + ema_name,
-                       Transforms(transpose or {}, reshape or {}, vocab_remap or {}))
+                       Transforms(transpose or {}, reshape or {}, vocab_remap or {}), batch_bytes)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     error: Optional[LegacyCheckpointError] = None
@@ -273,6 +278,7 @@ class _Options:
     mod_partitioned: Iterable[str]
     ema_suffix: str
     transforms: Transforms
+    batch_bytes: int = DEFAULT_BATCH_BYTES
 
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
@@ -333,8 +339,9 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
         slots = optimizer_slots.plan_optimizer_state(optimizer, requests, names_by_variable,
                                                      list(target.trainable_variables), ckpt)
     # Every byte that will be assigned passes its crc32c check here, before the first assignment
-    # and, under a multi-worker strategy, before the workers agree to assign.
-    ckpt.verify({r.key for _, r, _ in requests + (slots.slots if slots else [])})
+    # and, under a multi-worker strategy, before the workers agree to assign. What fits in one
+    # batch is kept as read here, so that it is read once.
+    ckpt.verify_requests([r for _, r, _ in requests + (slots.slots if slots else [])], options.batch_bytes)
     return _Plan(matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots,
                  transformed)
 
@@ -623,24 +630,32 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
 def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[Transform]]],
                      batch_bytes: int) -> None:
     # Every byte that will be assigned passed its crc32c check in _plan, before the first
-    # assignment, so that damaged data fails while no variable has changed.
+    # assignment, so that damaged data fails while no variable has changed. Reads check it again:
+    # a file that changes after that check fails here, saying how many variables were assigned.
     session = None if tf.executing_eagerly() else _tf1_session([v for v, _, _ in requests], ckpt.prefix)
     position = 0
+    assigned = _Count()
     for batch in batches([r for _, r, _ in requests], batch_bytes):
         try:
             if session is None:
-                _assign_batch(ckpt, batch, requests[position:position + len(batch)])
+                _assign_batch(ckpt, batch, requests[position:position + len(batch)], assigned)
             else:
                 with session.graph.as_default():
-                    ops = _assign_batch(ckpt, batch, requests[position:position + len(batch)])
+                    ops = _assign_batch(ckpt, batch, requests[position:position + len(batch)], assigned)
                 _run(session, ops, ckpt, batch)
+                assigned.n += len(batch)
         except CorruptCheckpointError as e:
-            if position:
+            if assigned.n:
                 raise CorruptCheckpointError(
                     "%s Checkpoint %s changed while it was being read: %d variable(s) were already "
-                    "assigned. Run the warm start again." % (e, ckpt.prefix, position)) from None
+                    "assigned. Run the warm start again." % (e, ckpt.prefix, assigned.n)) from None
             raise
         position += len(batch)
+
+
+@dataclasses.dataclass
+class _Count:
+    n: int = 0
 
 
 def _assign_now(variable: Any, value: Any, prefix: str) -> None:
@@ -650,13 +665,28 @@ def _assign_now(variable: Any, value: Any, prefix: str) -> None:
 
 
 def _assign_batch(ckpt: CheckpointFile, batch: List[ReadRequest],
-                  requests: List[Tuple[Any, ReadRequest, Optional[Transform]]]) -> List[Any]:
-    """Reads one batch and assigns it (eager), or returns the ops that do (TF1 graph mode)."""
+                  requests: List[Tuple[Any, ReadRequest, Optional[Transform]]], assigned: "_Count") -> List[Any]:
+    """Reads one batch and assigns it (eager, counting in `assigned`), or returns the ops that do
+    (TF1 graph mode).
+
+    Eagerly, each value is assigned as it is read (`CheckpointFile.read_each`), so that a batch
+    of tensors read straight from the file holds one of them at a time: the variable takes the
+    new tensor's memory and frees its old one before the next read.
+    """
+    eager = tf.executing_eagerly()
     ops = []
-    for (variable, _, transform), value in zip(requests, ckpt.read(batch)):
-        if value.dtype != _compat.variable_dtype(variable):
-            value = tf.cast(value, _compat.variable_dtype(variable))
-        ops.append(assign(variable, value if transform is None else transform(value)))
+    values = ckpt.read_each(batch)
+    try:
+        for (variable, _, transform), value in zip(requests, values):
+            if value.dtype != _compat.variable_dtype(variable):
+                value = tf.cast(value, _compat.variable_dtype(variable))
+            op = assign(variable, value if transform is None else transform(value))
+            if eager:
+                assigned.n += 1
+            else:
+                ops.append(op)
+    finally:
+        values.close()
     return ops
 
 
