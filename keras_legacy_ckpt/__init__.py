@@ -39,7 +39,7 @@ _LAZY = {
     "restore_object_checkpoint": "object_checkpoint",
     "rename_checkpoint": "rename",
     "VocabInfo": "transforms",
-    "WarmStartReport": "warm_start", "suggest_assignment_map": "warm_start",
+    "WarmStartReport": "warm_start_report", "suggest_assignment_map": "warm_start",
 }
 
 

@@ -24,6 +24,7 @@ from keras_legacy_ckpt import checkpoint_kinds, file_access
 from keras_legacy_ckpt.bundle_index import (BundleIndex, _string_crc, data_file_path, read_bundle_index,
                                             tensor_names)
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
+from keras_legacy_ckpt.warm_start_report import human_bytes  # noqa: F401  (re-exported)
 
 # Tensors are read and assigned this many bytes at a time (a tensor larger than this is
 # read on its own), so memory stays bounded whatever the checkpoint's size.
@@ -599,15 +600,6 @@ def slice_spec(full_shape: Sequence[int], axis: int, start: int, length: int) ->
     dims = " ".join(str(d) for d in full_shape)
     parts = ["%d,%d" % (start, length) if i == axis else "-" for i in range(len(full_shape))]
     return "%s %s" % (dims, ":".join(parts))
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> "1.5 KiB"."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return "%d %s" % (n, unit) if unit == "B" else "%.1f %s" % (n, unit)
-        n /= 1024.0
-    return ""
 
 
 # difflib compares a name with at most this many keys per call; cheap scans pick them.

@@ -182,7 +182,7 @@ def plan(checkpoint: str, model_spec: str) -> Tuple[str, bool]:
     """What the assignment map does: model name <- checkpoint key, missing, unused."""
     from keras_legacy_ckpt.assignment_map import plan_assignment_map, suggest_map
     from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
-    from keras_legacy_ckpt.optimizer_state import is_training_state
+    from keras_legacy_ckpt.warm_start_report import is_training_state
 
     ckpt = CheckpointFile(checkpoint)
     model = _model_names(model_spec)
@@ -250,7 +250,7 @@ def rename(src: str, dst: str) -> str:
         src, dst, _mapping_from_flags(), dry_run=FLAGS.dry_run, exclude=FLAGS.exclude,
         transpose=_int_list_rules(FLAGS.transpose, "transpose"), reshape=_int_list_rules(FLAGS.reshape, "reshape"),
         mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, progress=progress)
-    from keras_legacy_ckpt.optimizer_state import is_training_state
+    from keras_legacy_ckpt.warm_start_report import is_training_state
 
     lines = ["%s -> %s" % (old, new) for old, new in renames.items()]
     verb = "would write" if FLAGS.dry_run else "wrote"
@@ -278,7 +278,7 @@ def _progress_bar():
 
 
 def export(src: str, dst: str) -> str:
-    from keras_legacy_ckpt.checkpoint_reader import human_bytes
+    from keras_legacy_ckpt.warm_start_report import human_bytes
     from keras_legacy_ckpt.export import _export
 
     result = _export(src, dst, _mapping_from_flags(), exclude=FLAGS.exclude,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import re
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -29,17 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_legacy_ckpt.errors import LegacyCheckpointError, MissingVariablesError
+from keras_legacy_ckpt.warm_start_report import is_training_state
 
-# Training state a warm start leaves behind: TF1 optimizer slots (and BERT's AdamWeightDecay
-# `adam_m`/`adam_v`), moving averages, step counters.
-_OPTIMIZER_STATE = re.compile(
-    r"(/(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|adam_m|adam_v|"
-    r"ExponentialMovingAverage)$)|(^|/)(beta1_power|beta2_power|global_step)$")
-
-
-def is_training_state(key: str) -> bool:
-    """Whether checkpoint key `key` is optimizer or step state rather than a model weight."""
-    return bool(_OPTIMIZER_STATE.search(key))
 
 _KINDS = {"Adam": (("Adam", "_momentums"), ("Adam_1", "_velocities")), "SGD": (("Momentum", "momentums"),)}
 

@@ -15,94 +15,21 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute, resume
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
-from keras_legacy_ckpt.optimizer_state import is_training_state
+from keras_legacy_ckpt.warm_start_report import LIST_LIMIT as _LIST_LIMIT, WarmStartReport, is_training_state
+from keras_legacy_ckpt.warm_start_report import short_list as _short_list
 from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, _scopes_of, compile_patterns,
-                                              forward_mapper,
-                                              plan_assignment_map, suggest_map)
+                                              forward_mapper, plan_assignment_map, suggest_map)
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
-                                                 human_bytes,
                                                  closest_keys, slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import default_legacy_name, legacy_variables_of, warm_up_target
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
-_LIST_LIMIT = 20
 _STEP_TENSOR = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)$")
 Transform = Callable[[tf.Tensor], tf.Tensor]
 _SHAPE_POLICIES = ("error", "skip")
 _DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
-
-
-@dataclasses.dataclass
-class WarmStartReport:
-    """What a warm start did.
-
-    Attributes:
-        checkpoint: the checkpoint prefix that was read.
-        loaded: model legacy name -> checkpoint key, for every variable assigned.
-        missing: model variables inside the map's scopes that got no value.
-        unused: checkpoint keys no variable took (optimizer slots, global_step, ...).
-        ignored: model variables left alone because an `ignore` pattern matched.
-        skipped: model name -> why, for variables left as initialised by
-            `on_shape_mismatch="skip"`.
-        casts: model name -> "float16 -> float32", for tensors cast by
-            `on_dtype_mismatch="cast"`.
-        bytes_loaded: bytes of tensor data assigned.
-        optimizer_state: what was migrated into the optimizer (`optimizer_state=...`), or None.
-        ema_name: the moving averages' name when `use_ema` was on, else None.
-        transforms: model name -> the transpose, reshape or vocabulary remap applied.
-    """
-
-    checkpoint: str
-    loaded: Dict[str, str] = dataclasses.field(default_factory=dict)
-    missing: List[str] = dataclasses.field(default_factory=list)
-    unused: List[str] = dataclasses.field(default_factory=list)
-    ignored: List[str] = dataclasses.field(default_factory=list)
-    skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
-    casts: Dict[str, str] = dataclasses.field(default_factory=dict)
-    bytes_loaded: int = 0
-    optimizer_state: Optional[str] = None
-    assignment_map: Any = None
-    ema_name: Optional[str] = None
-    transforms: Dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def summary(self) -> str:
-        """A one-screen, human-readable account of the warm start."""
-        used = len(set(self.loaded.values()))
-        lines = ["Warm start from %s (assignment map: %r)" % (self.checkpoint, self.assignment_map),
-                 "  loaded:  %d variables, %s, from %d of %d checkpoint tensors"
-                 % (len(self.loaded), human_bytes(self.bytes_loaded), used, used + len(self.unused))]
-        if self.missing:
-            lines.append("  missing: %d variables left as initialised: %s"
-                         % (len(self.missing), _short_list(self.missing)))
-        if self.ignored:
-            lines.append("  ignored: %d variables: %s" % (len(self.ignored), _short_list(self.ignored)))
-        if self.skipped:
-            lines.append("  skipped: %d variables left as initialised (shape mismatch): %s"
-                         % (len(self.skipped), _short_list(sorted(self.skipped))))
-        if self.casts:
-            lines.append("  cast:    %d tensors: %s" % (len(self.casts), _short_list(
-                ["%s (%s)" % kv for kv in sorted(self.casts.items())])))
-        if self.optimizer_state:
-            lines.append("  optimizer: %s" % self.optimizer_state)
-        if self.ema_name:
-            ema = sorted({k for k in self.loaded.values() if k.endswith("/" + self.ema_name)})
-            lines.append("  ema:     %d variables took their %s" % (len(ema), self.ema_name))
-        if self.transforms:
-            lines.append("  transformed: %s" % _short_list(["%s (%s)" % kv for kv in sorted(self.transforms.items())], 4))
-        optimizer = [k for k in self.unused if is_training_state(k)]
-        other = [k for k in self.unused if not is_training_state(k)]
-        if optimizer:
-            lines.append("  unused:  %d optimizer/step tensors (%s)" % (len(optimizer), _short_list(optimizer, 4)))
-        if other:
-            lines.append("  unused:  %d other tensors: %s" % (len(other), _short_list(other)))
-        return "\n".join(lines)
-
-
-def _short_list(names: Sequence[str], limit: int = _LIST_LIMIT) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (", ... and %d more" % (len(names) - limit) if len(names) > limit else "")
 
 
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
