@@ -8,8 +8,9 @@ written by absl's C++ logging before TensorFlow installs its own (tensorflow/ten
 
 `quiet_tensorflow_if_cli()` runs first thing in `keras_legacy_ckpt/__init__.py`. In the CLI's own process
 (the console script, or `python -m keras_legacy_ckpt`) and only there, it sets TF_CPP_MIN_LOG_LEVEL=3 and
-CUDA_VISIBLE_DEVICES="" when the user has not set them, and imports TensorFlow with file descriptor 2
-sent to a temporary file; afterwards it writes back every line except TensorFlow's log lines below
+CUDA_VISIBLE_DEVICES="" when the user has not set them. Most commands on local V2 checkpoints never import
+TensorFlow; when one does, TensorFlow's module code runs with file descriptor 2
+sent to a temporary file (an import hook); afterwards it writes back every line except TensorFlow's log lines below
 TF_CPP_MIN_LOG_LEVEL (I < 1 <= W < 2 <= E < 3 <= F), so that variable means for these lines what it means
 for TensorFlow's others. Library users importing keras_legacy_ckpt in their own programs are unaffected.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import re
 import sys
@@ -116,11 +119,47 @@ def filtered_stderr(level: int) -> Iterator[None]:
                 sys.stderr.flush()
 
 
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do, and runs its module code under `filtered_stderr`: the
+    CLI imports TensorFlow only when a command needs it (a V1 or remote checkpoint, a warm start), and
+    then quietly. Removes itself at the first `import tensorflow`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        with filtered_stderr(min_log_level()):
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ... as the real loader answers
+        return getattr(self._loader, name)
+
+
 def quiet_tensorflow_if_cli() -> None:
-    """In the CLI's process, before TensorFlow is imported: env defaults, then a quiet TensorFlow import."""
+    """In the CLI's process, before TensorFlow is imported: env defaults, and TensorFlow's import (if a
+    command needs TensorFlow at all) with its log lines filtered."""
     if "tensorflow" in sys.modules or not is_cli_process():
         return
     for name, value in ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    with filtered_stderr(min_log_level()):
-        importlib.import_module("tensorflow")
+    if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())

@@ -25,12 +25,13 @@ import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from keras_legacy_ckpt import file_access
+from keras_legacy_ckpt._tf_protos import CheckpointState, TensorSliceProto
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
+from keras_legacy_ckpt.table_file import (BLOCK_TRAILER_SIZE, FOOTER_SIZE, TABLE_MAGIC, TableError, block_entries,
+                                          checked_block, varint)
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_TABLE_MAGIC = struct.pack("<Q", 0xDB4775248B80FB57)
-_FOOTER_SIZE = 48
-_BLOCK_TRAILER_SIZE = 5
+_TABLE_MAGIC = struct.pack("<Q", TABLE_MAGIC)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 _V1_SHARD = re.compile(r"^(.*)-(\d{5})-of-(\d{5})$")
@@ -63,10 +64,7 @@ def _isdir(path: str) -> bool:
 
 
 def _glob(pattern: str) -> List[str]:
-    try:
-        return sorted(_tf().io.gfile.glob(pattern))
-    except _tf().errors.OpError:
-        return []
+    return file_access.glob(pattern)
 
 
 def same_path(a: str, b: str) -> bool:
@@ -75,17 +73,12 @@ def same_path(a: str, b: str) -> bool:
 
 def _head_and_tail(path: str, size: int = 16) -> Tuple[bytes, bytes, int]:
     """The first `size` bytes, the last 48 (a table footer) and the length of the file."""
-    tf = _tf()
     try:
-        length = tf.io.gfile.stat(path).length
-        with tf.io.gfile.GFile(path, "rb") as f:
-            head = f.read(size)
-            if length >= _FOOTER_SIZE:
-                f.seek(length - _FOOTER_SIZE)
-                tail = f.read(_FOOTER_SIZE)
-            else:
-                tail = b""
-    except tf.errors.OpError:
+        with file_access.open_reader(path) as reader:
+            length = reader.size
+            head = reader.pread(size, 0)
+            tail = reader.pread(FOOTER_SIZE, length - FOOTER_SIZE) if length >= FOOTER_SIZE else b""
+    except OSError:
         return b"", b"", 0
     return head, tail, length
 
@@ -162,58 +155,30 @@ def v1_shard_files(checkpoint: str) -> List[str]:
     return expected
 
 
-def _varint(buf: bytes, pos: int) -> Tuple[int, int]:
-    result, shift = 0, 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("bad varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _first_table_entry(path: str) -> Tuple[bytes, bytes]:
     """The first key and value of a table file (a V1 shard's metadata), crc32c-checked."""
-    import google_crc32c
+    with file_access.open_reader(path) as reader:
+        length = reader.size
+        footer = reader.pread(FOOTER_SIZE, length - FOOTER_SIZE)
+        _, pos = varint(footer, 0)
+        _, pos = varint(footer, pos)
+        index_offset, pos = varint(footer, pos)
+        index_size, _ = varint(footer, pos)
 
-    tf = _tf()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        length = tf.io.gfile.stat(path).length
-        f.seek(length - _FOOTER_SIZE)
-        footer = f.read(_FOOTER_SIZE)
-        _, pos = _varint(footer, 0)
-        _, pos = _varint(footer, pos)
-        index_offset, pos = _varint(footer, pos)
-        index_size, _ = _varint(footer, pos)
+        def block(offset: int, size: int, what: str) -> bytes:
+            return checked_block(reader.read(offset, size + BLOCK_TRAILER_SIZE), size, what, offset)
 
-        def block(offset: int, size: int) -> bytes:
-            f.seek(offset)
-            raw = f.read(size + _BLOCK_TRAILER_SIZE)
-            if len(raw) != size + _BLOCK_TRAILER_SIZE:
-                raise ValueError("a block runs past the end of the file")
-            (stored,) = struct.unpack_from("<I", raw, size + 1)
-            crc = google_crc32c.value(raw[:size + 1])
-            if ((((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) != stored or raw[size] != 0:
-                raise ValueError("a block fails its crc32c check")
-            return raw[:size]
-
-        index = block(index_offset, index_size)
-        _, pos = _varint(index, 0)  # shared
-        non_shared, pos = _varint(index, pos)
-        value_length, pos = _varint(index, pos)
+        index = block(index_offset, index_size, "index")
+        _, pos = varint(index, 0)  # shared
+        non_shared, pos = varint(index, pos)
+        value_length, pos = varint(index, pos)
         handle = index[pos + non_shared:pos + non_shared + value_length]
-        offset, hpos = _varint(handle, 0)
-        size, _ = _varint(handle, hpos)
-        data = block(offset, size)
-    shared, pos = _varint(data, 0)
-    non_shared, pos = _varint(data, pos)
-    value_length, pos = _varint(data, pos)
-    if shared:
-        raise ValueError("the first entry shares a prefix")
-    return data[pos:pos + non_shared], data[pos + non_shared:pos + non_shared + value_length]
+        offset, hpos = varint(handle, 0)
+        size, _ = varint(handle, hpos)
+        data = block(offset, size, "data")
+    for key, value in block_entries(data, "data"):
+        return key, value
+    raise TableError("the first data block is empty")
 
 
 def v1_slices(files: Sequence[str]) -> Dict[str, list]:
@@ -231,8 +196,9 @@ def v1_slices(files: Sequence[str]) -> Dict[str, list]:
         except Exception as e:  # a damaged table or protobuf's DecodeError
             raise CorruptCheckpointError("V1 checkpoint file %s is damaged: cannot read its metadata (%s). Copy the "
                                          "checkpoint again from its source." % (path, e)) from None
-        for tensor in saved.meta.tensor:
-            slices.setdefault(tensor.name, []).extend(tensor.slice)
+        for tensor in saved.meta.tensor:  # as our TensorSliceProto, the class the V2 entries use
+            slices.setdefault(tensor.name, []).extend(TensorSliceProto.FromString(part.SerializeToString())
+                                                      for part in tensor.slice)
     return {name: parts for name, parts in slices.items()
             if len(parts) > 1 or any(e.start or e.HasField("length") for s in parts for e in s.extent)}
 
@@ -309,7 +275,9 @@ def _zip_is_keras(path: str) -> bool:
     import zipfile
 
     try:
-        with _tf().io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+        opened = (open(file_access.local_path(path), "rb") if file_access.is_local(path)
+                  else _tf().io.gfile.GFile(path, "rb"))
+        with opened as f, zipfile.ZipFile(f) as archive:
             names = set(archive.namelist())
     except Exception:  # not a readable zip: not a Keras file either
         return False
@@ -344,17 +312,15 @@ class StateFile:
 def read_state_file(directory: str) -> Optional[StateFile]:
     """The directory's `checkpoint` state file (as written, paths not rewritten), or None."""
     from google.protobuf import text_format
-    from tensorflow.python.training import checkpoint_state_pb2
 
     path = os.path.join(directory, "checkpoint")
     if not _exists(path) or _isdir(path):
         return None
-    tf = _tf()
     try:
-        text = tf.io.gfile.GFile(path, "r").read()
-    except tf.errors.OpError as e:
+        text = file_access.read_file(path).decode("utf-8", "replace")
+    except OSError as e:
         return StateFile(path, None, "its state file %s cannot be read (%s)" % (path, str(e).splitlines()[0]))
-    state = checkpoint_state_pb2.CheckpointState()
+    state = CheckpointState()
     try:
         text_format.Merge(text, state)
     except text_format.ParseError as e:

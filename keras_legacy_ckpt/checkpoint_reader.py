@@ -1,4 +1,9 @@
-"""Finding TF1 name-based checkpoints and reading their tensors in bounded batches."""
+"""Finding TF1 name-based checkpoints and reading their tensors in bounded batches.
+
+Resolving a path, listing a checkpoint and checking its crc32c's need no TensorFlow for local V2
+checkpoints (`list_variables`, `verify_checkpoint` and the CLI run with TensorFlow absent); reading
+tensors for a warm start (`read`, `read_each`), V1 checkpoints and remote paths import it when first used.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,21 @@ import difflib
 import os
 import re
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-import google_crc32c
 import numpy as np
-import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import tensor_bundle_pb2
 
-from keras_legacy_ckpt import checkpoint_kinds, file_access
-from keras_legacy_ckpt.bundle_index import (BundleIndex, _string_crc, data_file_path, read_bundle_index,
-                                            tensor_names)
+from keras_legacy_ckpt import checkpoint_kinds, dtypes, file_access
+from keras_legacy_ckpt._tf_protos import (DT_BFLOAT16, DT_BOOL, DT_COMPLEX64, DT_COMPLEX128, DT_DOUBLE, DT_FLOAT,
+                                          DT_HALF, DT_INT8, DT_INT16, DT_INT32, DT_INT64, DT_RESOURCE, DT_STRING,
+                                          DT_UINT8, DT_UINT16, DT_UINT32, DT_UINT64, DT_VARIANT)
+from keras_legacy_ckpt.bundle_index import BundleIndex, DataFiles, Entry, aligned_empty, read_bundle_index, tensor_names
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
-from keras_legacy_ckpt.warm_start_report import human_bytes  # noqa: F401  (re-exported)
+from keras_legacy_ckpt.progress import Progress, ProgressBar
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Tensors are read and assigned this many bytes at a time (a tensor larger than this is
 # read on its own), so memory stays bounded whatever the checkpoint's size.
@@ -33,14 +39,37 @@ DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 
 
+def _tf():
+    """TensorFlow, imported on first use (reads into tf.Tensors, V1 checkpoints, remote paths)."""
+    import tensorflow as tf
+
+    return tf
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorInfo:
+    """A checkpoint tensor's shape and dtype (TensorFlow's DataType number)."""
+
     shape: Tuple[int, ...]
-    dtype: tf.dtypes.DType
+    dtype_enum: int
+
+    @property
+    def dtype(self) -> "tf.dtypes.DType":
+        """The TensorFlow dtype (imports TensorFlow)."""
+        return _tf().as_dtype(self.dtype_enum)
+
+    @property
+    def dtype_name(self) -> str:
+        return dtypes.dtype_name(self.dtype_enum)
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return dtypes.NUMPY[self.dtype_enum]
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * (self.dtype.size if self.dtype != tf.string else 1)
+        """Bytes of the tensor's data (one per string element, as a rough count)."""
+        return math.prod(self.shape) * (dtypes.itemsize(self.dtype_enum) or 1)
 
 
 def _prefixes_in(directory: str) -> List[str]:
@@ -48,12 +77,33 @@ def _prefixes_in(directory: str) -> List[str]:
     Saver given the directory itself as prefix writes `.index` and `.data-*` files, whose prefix is
     "directory/") and V1 checkpoints (single files and "-?????-of-NNNNN" shard patterns)."""
     try:
-        names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)]
-    except tf.errors.OpError:
+        names = file_access.listdir(directory)
+    except OSError:
         return []
     found = [os.path.join(directory, n[: -len(".index")]) for n in names if n.endswith(".index")]
     found += checkpoint_kinds.v1_candidates(directory, names)
     return sorted(found, key=checkpoint_kinds.natural_key)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return file_access.exists(path)
+    except OSError:  # an unreadable remote path: nothing there for us
+        return False
+
+
+def _isdir(path: str) -> bool:
+    try:
+        return file_access.isdir(path)
+    except OSError:
+        return False
+
+
+def _listdir(path: str) -> List[str]:
+    try:
+        return file_access.listdir(path)
+    except OSError:
+        return []
 
 
 def resolve_checkpoint(checkpoint: "str | os.PathLike[str]") -> str:
@@ -69,6 +119,11 @@ def resolve_checkpoint(checkpoint: "str | os.PathLike[str]") -> str:
     return _resolve(checkpoint)[0]
 
 
+def resolve_with_format(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
+    """(prefix, "V1" or "V2") of the checkpoint that `checkpoint` names (see `resolve_checkpoint`)."""
+    return _resolve(checkpoint)
+
+
 def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
     """(prefix, "V1" or "V2") of the checkpoint that `checkpoint` names."""
     path = os.fspath(checkpoint)
@@ -79,13 +134,13 @@ def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
     found = None if path.endswith("/") else _checkpoint_at(prefix)
     if found is not None:
         return found
-    if tf.io.gfile.isdir(path):
+    if _isdir(path):
         return _resolve_directory(path)
     incomplete = checkpoint_kinds.missing_data_message(prefix)
     if incomplete:
         raise CheckpointNotFoundError(incomplete)
     for candidate in dict.fromkeys((path, prefix)):
-        if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
+        if _exists(candidate) and not _isdir(candidate):
             raise CheckpointNotFoundError(
                 "%s is a file but not a TF1 checkpoint: there is no %s.index beside it (the V2 format), and it "
                 "is not a V1 checkpoint file (what Saver(write_version=SaverDef.V1) writes: a table file). Pass a "
@@ -101,7 +156,7 @@ def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
 
 def _checkpoint_at(prefix: str) -> Optional[Tuple[str, str]]:
     """(prefix, format) if a V2 (`prefix.index`) or V1 checkpoint is at `prefix`, else None."""
-    if tf.io.gfile.exists(prefix + ".index"):
+    if _exists(prefix + ".index"):
         return prefix, "V2"
     v1 = checkpoint_kinds.v1_checkpoint(prefix)
     if v1 is None:
@@ -159,7 +214,7 @@ def _resolve_directory(path: str) -> Tuple[str, str]:
                 return hit
         problem = "it has no 'checkpoint' state file" + (
             " and holds %d checkpoints" % len(found) if found else " and holds no checkpoint")
-        metas = [n for n in tf.io.gfile.listdir(path) if n.endswith(".meta")] if not found else []
+        metas = [n for n in _listdir(path) if n.endswith(".meta")] if not found else []
         if len(metas) == 1:
             meta = os.path.join(path, metas[0])
             raise CheckpointNotFoundError("No checkpoint found in directory %s, only a MetaGraph: %s" % (
@@ -202,23 +257,30 @@ class CheckpointFile:
         if self.format == "V2":
             self.index = read_bundle_index(self.prefix)
             # a name TensorFlow's Python reader cannot decode is not "corruption"
-            if checkpoint_kinds.is_object_based(tensor_names(self.index)):
+            names = tensor_names(self.index)
+            if checkpoint_kinds.is_object_based(names):
                 raise CheckpointNotFoundError(checkpoint_kinds.object_based_message(self.prefix))
             self.files: List[str] = [self.prefix + ".index"] + self.index.data_files()
-        else:
-            self.files = checkpoint_kinds.v1_shard_files(self.prefix)
+            records = self.index.records
+            self.tensors: Dict[str, TensorInfo] = {}
+            for name in names:
+                record = records[name.encode("utf-8")]
+                self.tensors[name] = TensorInfo(record.shape, record.dtype)
+            return
+        self.files = checkpoint_kinds.v1_shard_files(self.prefix)
+        tf = file_access.tensorflow_for("V1 checkpoint %s (Saver(write_version=SaverDef.V1))" % self.prefix)
         try:
             # Not tf.train.load_checkpoint: it treats a path tf.io.gfile calls a directory as one, and
             # ram:// calls every prefix of a file name a directory.
             reader = tf.compat.v1.train.NewCheckpointReader(self.prefix)
             shapes = reader.get_variable_to_shape_map()
-            dtypes = reader.get_variable_to_dtype_map()
+            dtypes_by_name = reader.get_variable_to_dtype_map()
         except (tf.errors.OpError, IndexError, ValueError) as e:
             raise CorruptCheckpointError(
                 "TensorFlow cannot read checkpoint %s: %s. Copy the checkpoint again from its "
                 "source." % (self.prefix, _first_line(e))) from None
-        self.tensors: Dict[str, TensorInfo] = {
-            name: TensorInfo(tuple(shapes[name]), dtypes[name]) for name in sorted(shapes)}
+        self.tensors = {name: TensorInfo(tuple(shapes[name]), dtypes_by_name[name].as_datatype_enum)
+                        for name in sorted(shapes)}
 
     def __contains__(self, name: str) -> bool:
         return name in self.tensors
@@ -226,30 +288,31 @@ class CheckpointFile:
     def keys(self) -> List[str]:
         return list(self.tensors)
 
-    def verify(self, names: Iterable[str], batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+    def verify(self, names: Iterable[str], batch_bytes: int = DEFAULT_BATCH_BYTES,
+               progress: Optional[Progress] = None) -> None:
         """Checks that tensors `names` read back intact; raises CorruptCheckpointError if not.
 
-        V2: the crc32c of each tensor's bytes, against its `.index` entry (local files with
-        os.pread through one reused 1 MiB buffer, so that the check runs on cache-hot bytes;
+        V2: the crc32c of each tensor's bytes, against its `.index` entry (`BundleIndex.verify`: local
+        files with os.pread through one reused 1 MiB buffer, so that the check runs on cache-hot bytes;
         remote ones through tf.io.gfile). V1 files have no index of checksums; their table
         blocks carry crc32c's that TensorFlow's reader checks as it reads, so each tensor is
         read once here (in batches of at most `batch_bytes`, or one tensor if larger) and
-        dropped: what would fail later fails now.
+        dropped: what would fail later fails now. `progress(done, total)` gets the bytes checked.
         """
         if self.index is not None:
-            if not file_access.is_local(self.prefix):
-                self.index.verify(names)
-                return
-            with _LocalData(self.index) as data:
-                for name, entry in self.index.data_entries(names):
-                    data.check(name, entry)
+            self.index.verify(names, progress)
             return
         requests = [ReadRequest(name, "", self.tensors[name].nbytes) for name in sorted(set(names))
-                    if self.tensors[name].dtype not in (tf.variant, tf.resource)]
+                    if self.tensors[name].dtype_enum not in (DT_VARIANT, DT_RESOURCE)]
+        total, done = sum(r.nbytes for r in requests), 0
         for batch in batches(requests, batch_bytes):
             self.read(batch)
+            done += sum(r.nbytes for r in batch)
+            if progress is not None:
+                progress(done, total)
 
-    def verify_requests(self, requests: Sequence["ReadRequest"], keep_bytes: int = 0) -> None:
+    def verify_requests(self, requests: Sequence["ReadRequest"], keep_bytes: int = 0,
+                        progress: Optional[Progress] = None) -> None:
         """`verify` of every tensor `requests` read, keeping what was read when it is small enough.
 
         When the tensors come to at most `keep_bytes` in all (and TensorFlow executes eagerly),
@@ -261,16 +324,21 @@ class CheckpointFile:
         names = sorted({r.key for r in requests})
         total = sum(self.tensors[name].nbytes for name in names)
         if not keep_bytes or total > keep_bytes or not self._reads_directly():
-            self.verify(names)
+            self.verify(names, progress=progress)
             return
         whole = collections.Counter(r.key for r in requests if self._direct_entry(r) is not None)
+        work = list(self.index.data_entries(names))
+        total, done = sum(entry.size for _, entry in work), 0
         try:
             with _LocalData(self.index) as data:
-                for name, entry in self.index.data_entries(names):
-                    if whole[name] and entry is self.index.entries.get(name.encode("utf-8")):
+                for name, entry in work:
+                    if whole[name] and entry is self.index.records.get(name.encode("utf-8")):
                         self._kept[name] = [data.read_tensor(name, entry, self.tensors[name]), whole[name]]
                     else:
                         data.check(name, entry)
+                    done += entry.size
+                    if progress is not None:
+                        progress(done, total)
         except BaseException:
             self._kept.clear()
             raise
@@ -284,11 +352,11 @@ class CheckpointFile:
             self._v1_slices = checkpoint_kinds.v1_slices(self.files)
         return list(self._v1_slices.get(name, []))
 
-    def read(self, requests: Sequence["ReadRequest"]) -> List[tf.Tensor]:
+    def read(self, requests: Sequence["ReadRequest"]) -> List["tf.Tensor"]:
         """Reads the requested tensors (or slices); see `read_each`."""
         return list(self.read_each(requests))
 
-    def read_each(self, requests: Sequence["ReadRequest"]) -> Iterator[tf.Tensor]:
+    def read_each(self, requests: Sequence["ReadRequest"]) -> Iterator["tf.Tensor"]:
         """The requested tensors (or slices), in order, each checked against its crc32c.
 
         Executing eagerly, a whole tensor of 256 KiB or more of a local V2 checkpoint (numeric,
@@ -327,30 +395,30 @@ class CheckpointFile:
 
     def _reads_directly(self) -> bool:
         """Whether large whole tensors are read with os.pread into tensors (see `read_each`)."""
-        return (self.index is not None and tf.executing_eagerly() and file_access.is_local(self.prefix)
-                and (self.index.header.endianness == tensor_bundle_pb2.BundleHeaderProto.BIG)
-                == (sys.byteorder == "big"))
+        return (self.index is not None and _tf().executing_eagerly() and file_access.is_local(self.prefix)
+                and self.index.big_endian == (sys.byteorder == "big"))
 
-    def _direct_entry(self, request: "ReadRequest") -> Optional[tensor_bundle_pb2.BundleEntryProto]:
+    def _direct_entry(self, request: "ReadRequest") -> Optional["Entry"]:
         """The index entry of a request `read_each` reads with os.pread, else None: a whole tensor of
         _IN_PLACE_MIN_BYTES or more (smaller ones cost more in per-tensor overhead than in bytes, and
         one RestoreV2 call reads many of them cheaply)."""
         if request.slice_spec:
             return None
-        entry = self.index.entries.get(request.key.encode("utf-8"))
+        entry = self.index.records.get(request.key.encode("utf-8"))
         if (entry is None or entry.slices or entry.dtype not in _DIRECT_DTYPES or entry.size < _IN_PLACE_MIN_BYTES
-                or any(d.size >= 1 << 31 for d in entry.shape.dim)):  # tf.raw_ops.Empty takes an int32 shape
+                or any(d >= 1 << 31 for d in entry.shape)):  # tf.raw_ops.Empty takes an int32 shape
             return None
         return entry if _in_place_ok() else None
 
-    def _read_v1(self, request: "ReadRequest") -> tf.Tensor:
+    def _read_v1(self, request: "ReadRequest") -> "tf.Tensor":
         """A V1 tensor through one CheckpointReader, which opens the table files once: RestoreV2 reopens
         them and parses every tensor's metadata for each tensor it reads (70 ms a tensor on a
         5,000-tensor file). RestoreV2 reads only what that reader refuses: slices, partitioned tensors,
         and float16, complex and uint16 tensors."""
-        dtype = self.tensors[request.key].dtype
-        if request.slice_spec or dtype not in _CHECKPOINT_READER_DTYPES or self.slices_of(request.key):
+        info = self.tensors[request.key]
+        if request.slice_spec or info.dtype_enum not in _CHECKPOINT_READER_DTYPES or self.slices_of(request.key):
             return self._restore([request])[0]
+        tf, dtype = _tf(), info.dtype
         try:
             if self._v1_reader is None:
                 self._v1_reader = tf.compat.v1.train.NewCheckpointReader(self.prefix)
@@ -363,7 +431,8 @@ class CheckpointFile:
                 "partial copy); copy the checkpoint again from its source."
                 % (request.key, self.prefix, _first_line(e))) from None
 
-    def _restore(self, requests: Sequence["ReadRequest"]) -> List[tf.Tensor]:
+    def _restore(self, requests: Sequence["ReadRequest"]) -> List["tf.Tensor"]:
+        tf = _tf()
         try:
             with tf.device("CPU:0"):
                 return tf.raw_ops.RestoreV2(
@@ -381,27 +450,19 @@ class CheckpointFile:
 
 # The dtypes whose V1 tensors TensorFlow's CheckpointReader.get_tensor decodes ("Data type not
 # supported" for float16, complex and uint16).
-_CHECKPOINT_READER_DTYPES = frozenset((tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8,
-                                       tf.bool, tf.string))
+_CHECKPOINT_READER_DTYPES = frozenset((DT_FLOAT, DT_DOUBLE, DT_INT8, DT_INT16, DT_INT32, DT_INT64, DT_UINT8,
+                                       DT_BOOL, DT_STRING))
 
 # Tensors of these dtypes hold their memory as saved (no encoding): read_each reads them with os.pread.
-_DIRECT_DTYPES = frozenset(d.as_datatype_enum for d in (
-    tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.uint16,
-    tf.uint32, tf.uint64, tf.bool, tf.complex64, tf.complex128))
-# Bytes per os.pread: each chunk's crc32c is computed while it is in the CPU cache.
-_CHUNK = 1 << 20
+_DIRECT_DTYPES = frozenset((DT_HALF, DT_BFLOAT16, DT_FLOAT, DT_DOUBLE, DT_INT8, DT_INT16, DT_INT32, DT_INT64,
+                            DT_UINT8, DT_UINT16, DT_UINT32, DT_UINT64, DT_BOOL, DT_COMPLEX64, DT_COMPLEX128))
 # Whole tensors from this size on are read with os.pread straight into a new tensor's memory; smaller
 # ones with RestoreV2, which reads many in one call for less overhead per tensor (11 us vs 40 us).
 _IN_PLACE_MIN_BYTES = 256 * 1024
-_CRC_MASK_DELTA = 0xA282EAD8
 _in_place_works: Optional[bool] = None
 
 
-def _mask(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
-
-
-def _writable_memory(tensor: tf.Tensor) -> Optional[np.ndarray]:
+def _writable_memory(tensor: "tf.Tensor") -> Optional[np.ndarray]:
     """The memory of a CPU tensor just created by tf.raw_ops.Empty, as a writable flat uint8 array, or None.
 
     TensorFlow has no public way to fill a new tensor without a copy: `np.asarray(tensor)` shares
@@ -424,6 +485,7 @@ def _in_place_ok() -> bool:
     """Whether bytes written through `_writable_memory` are what TensorFlow's kernels then read."""
     global _in_place_works
     if _in_place_works is None:
+        tf = _tf()
         try:
             with tf.device("CPU:0"):
                 tensor = tf.raw_ops.Empty(shape=[4096], dtype=tf.int32, init=False)
@@ -445,109 +507,22 @@ def _in_place_ok() -> bool:
     return _in_place_works
 
 
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    """A uint8 array of `nbytes` starting on a 64-byte boundary: the kernel copies file data into
-    unaligned memory several times slower (4.7x measured on AMD EPYC), and numpy's large arrays start
-    16 bytes into a page."""
-    raw = np.empty(nbytes + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start:start + nbytes]
+class _LocalData(DataFiles):
+    """The data files of a local V2 checkpoint, read with os.pread into new tensors."""
 
-
-def _preadinto(fd: int, buffer: np.ndarray, offset: int) -> int:
-    """os.pread into `buffer` (a uint8 array); the count read."""
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [buffer], offset)
-    chunk = os.pread(fd, len(buffer), offset)
-    buffer[:len(chunk)] = np.frombuffer(chunk, np.uint8)
-    return len(chunk)
-
-
-class _LocalData:
-    """The data files of a local V2 checkpoint, each opened on first use: reads of entries' bytes with
-    os.pread, in _CHUNK pieces, each entry checked against its crc32c."""
-
-    def __init__(self, index: BundleIndex) -> None:
-        self._index = index
-        self._readers: Dict[int, file_access.Reader] = {}
-        self._buffer: Optional[np.ndarray] = None
-
-    def __enter__(self) -> "_LocalData":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def close(self) -> None:
-        readers, self._readers = self._readers, {}
-        for reader in readers.values():
-            reader.close()
-
-    def _path(self, entry: tensor_bundle_pb2.BundleEntryProto) -> str:
-        return data_file_path(self._index.prefix, entry.shard_id, self._index.num_shards)
-
-    def _reader(self, entry: tensor_bundle_pb2.BundleEntryProto) -> file_access.Reader:
-        reader = self._readers.get(entry.shard_id)
-        if reader is None:
-            try:
-                reader = self._readers[entry.shard_id] = file_access.open_reader(self._path(entry))
-            except OSError as e:
-                raise CorruptCheckpointError("Cannot read checkpoint data of %s: %s."
-                                             % (self._index.prefix, e)) from None
-        return reader
-
-    def _damaged(self, name: str, entry: tensor_bundle_pb2.BundleEntryProto) -> CorruptCheckpointError:
-        return CorruptCheckpointError(
-            "Checkpoint data file %s is damaged: tensor %r (bytes %d..%d) fails its crc32c check. Copy the "
-            "checkpoint again from its source." % (self._path(entry), name, entry.offset, entry.offset + entry.size))
-
-    def _read(self, name: str, entry: tensor_bundle_pb2.BundleEntryProto, out: Optional[np.ndarray]) -> None:
-        """Reads the entry's bytes into `out` (or, when None, through one reused buffer) and checks their crc32c."""
-        fd = self._reader(entry).fd
-        if out is None and self._buffer is None:
-            self._buffer = _aligned_empty(_CHUNK)
-        crc, done = 0, 0
-        try:
-            while done < entry.size:
-                count = min(_CHUNK, entry.size - done)
-                piece = self._buffer[:count] if out is None else out[done:done + count]
-                got = _preadinto(fd, piece, entry.offset + done)
-                if got <= 0:
-                    break
-                crc = google_crc32c.extend(crc, piece[:got])
-                done += got
-        except OSError as e:
-            raise CorruptCheckpointError("Cannot read checkpoint data of %s: %s." % (self._index.prefix, e)) from None
-        if done != entry.size or _mask(crc) != entry.crc32c:
-            raise self._damaged(name, entry)
-
-    def check(self, name: str, entry: tensor_bundle_pb2.BundleEntryProto) -> None:
-        """Checks the crc32c of one entry's bytes (a tensor, or one slice of a partitioned one)."""
-        if entry.dtype in (types_pb2.DT_VARIANT, types_pb2.DT_RESOURCE):
-            return  # checked by TensorFlow's reader; never model weights
-        if entry.dtype == types_pb2.DT_STRING:
-            try:
-                crc = _string_crc(self._reader(entry), entry)
-            except OSError as e:
-                raise CorruptCheckpointError("Cannot read checkpoint data of %s: %s." % (self._index.prefix,
-                                                                                         e)) from None
-            if crc is None or _mask(crc) != entry.crc32c:
-                raise self._damaged(name, entry)
-            return
-        self._read(name, entry, None)
-
-    def read_tensor(self, name: str, entry: tensor_bundle_pb2.BundleEntryProto, info: "TensorInfo") -> tf.Tensor:
+    def read_tensor(self, name: str, entry: "Entry", info: "TensorInfo") -> "tf.Tensor":
         """A whole tensor saved unencoded (a _DIRECT_DTYPES entry): its bytes, checked, in a new CPU tensor
         (read into the tensor's own memory; through a numpy array and a copy if it cannot be written)."""
+        tf = _tf()
         with tf.device("CPU:0"):
             tensor = tf.raw_ops.Empty(shape=info.shape, dtype=info.dtype, init=False)
         memory = _writable_memory(tensor)
         if memory is not None and memory.nbytes == entry.size:
-            self._read(name, entry, memory)
+            self.read_into(name, entry, memory)
             return tensor
         del tensor
-        memory = _aligned_empty(entry.size)
-        self._read(name, entry, memory)
+        memory = aligned_empty(entry.size)
+        self.read_into(name, entry, memory)
         with tf.device("CPU:0"):
             return tf.constant(memory.view(info.dtype.as_numpy_dtype).reshape(info.shape), info.dtype)
 
@@ -577,17 +552,20 @@ def batches(requests: Iterable[ReadRequest], max_bytes: int = DEFAULT_BATCH_BYTE
 def list_variables(checkpoint: "str | os.PathLike[str]") -> List[Tuple[str, Tuple[int, ...], str]]:
     """Lists a checkpoint's tensors as sorted (name, shape, dtype name) tuples."""
     ckpt = CheckpointFile(checkpoint)
-    return [(name, info.shape, info.dtype.name) for name, info in ckpt.tensors.items()]
+    return [(name, info.shape, info.dtype_name) for name, info in ckpt.tensors.items()]
 
 
-def verify_checkpoint(checkpoint: "str | os.PathLike[str]") -> int:
+def verify_checkpoint(checkpoint: "str | os.PathLike[str]", *, verbose: int = 1,
+                      progress: Optional[Progress] = None) -> int:
     """Checks a checkpoint completely: its index and the crc32c of every tensor's bytes.
 
     Returns the number of tensors checked; raises CorruptCheckpointError naming the file
-    and the damage, or CheckpointNotFoundError.
+    and the damage, or CheckpointNotFoundError. Over 256 MiB, verbose=1 draws a progress bar on a
+    terminal; `progress(bytes_done, bytes_total)`, if given, is called instead.
     """
     ckpt = CheckpointFile(checkpoint)
-    ckpt.verify(ckpt.tensors)
+    with ProgressBar("verify", verbose) as bar:
+        ckpt.verify(ckpt.tensors, progress=progress or bar)
     return len(ckpt.tensors)
 
 

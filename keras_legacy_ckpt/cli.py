@@ -124,7 +124,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 def inspect(checkpoint: str) -> str:
     """A sorted table of names, shapes, dtypes and sizes, with totals."""
-    from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, human_bytes
+    from keras_legacy_ckpt.checkpoint_reader import CheckpointFile
+    from keras_legacy_ckpt.warm_start_report import human_bytes
 
     ckpt = CheckpointFile(checkpoint)
     rows, total_bytes, total_params, by_dtype = [], 0, 0, {}
@@ -132,8 +133,8 @@ def inspect(checkpoint: str) -> str:
         slices = len(ckpt.slices_of(name))
         total_params += math.prod(info.shape)
         total_bytes += info.nbytes
-        by_dtype[info.dtype.name] = by_dtype.get(info.dtype.name, 0) + 1
-        rows.append((name, _shape_text(info.shape), info.dtype.name,
+        by_dtype[info.dtype_name] = by_dtype.get(info.dtype_name, 0) + 1
+        rows.append((name, _shape_text(info.shape), info.dtype_name,
                      human_bytes(info.nbytes) + ("  [%d slices]" % slices if slices else "")))
     width = max([len(r[0]) for r in rows] + [4])
     lines = ["%-*s  %-16s  %-8s  %s" % (width, "name", "shape", "dtype", "size")]
@@ -234,22 +235,10 @@ def _int_list_rules(specs: List[str], what: str) -> Dict[str, List[int]]:
 def rename(src: str, dst: str) -> str:
     from keras_legacy_ckpt.rename import rename_checkpoint
 
-    progress = None
-    if sys.stdout.isatty() and not FLAGS.dry_run:
-        from tf_keras.utils import Progbar
-
-        bar = None
-
-        def progress(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = Progbar(total, unit_name="byte")
-            bar.update(done)
-
     renames = rename_checkpoint(
         src, dst, _mapping_from_flags(), dry_run=FLAGS.dry_run, exclude=FLAGS.exclude,
         transpose=_int_list_rules(FLAGS.transpose, "transpose"), reshape=_int_list_rules(FLAGS.reshape, "reshape"),
-        mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, progress=progress)
+        mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, verbose=1)
     from keras_legacy_ckpt.warm_start_report import is_training_state
 
     lines = ["%s -> %s" % (old, new) for old, new in renames.items()]
@@ -260,23 +249,6 @@ def rename(src: str, dst: str) -> str:
     return "\n".join(lines)
 
 
-def _progress_bar():
-    """A Keras Progbar's update as `progress(done, total)` when stdout is a terminal, else None."""
-    if not sys.stdout.isatty():
-        return None
-    from tf_keras.utils import Progbar
-
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progbar(total, unit_name="byte")
-        bar.update(done)
-
-    return progress
-
-
 def export(src: str, dst: str) -> str:
     from keras_legacy_ckpt.warm_start_report import human_bytes
     from keras_legacy_ckpt.export import _export
@@ -284,7 +256,7 @@ def export(src: str, dst: str) -> str:
     result = _export(src, dst, _mapping_from_flags(), exclude=FLAGS.exclude,
                      transpose=_int_list_rules(FLAGS.transpose, "transpose"),
                      reshape=_int_list_rules(FLAGS.reshape, "reshape"), overwrite=FLAGS.overwrite, metadata=None,
-                     progress=_progress_bar())
+                     verbose=1)
     lines = ["%s -> %s" % (old, new) for old, new in result.renames.items() if old != new]
     lines.append("wrote %d tensors (%s) to %s%s" % (
         len(result.renames), human_bytes(result.file_bytes), result.path,
@@ -392,7 +364,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(0)
     from keras_legacy_ckpt import _cli_env
 
-    _cli_env.quiet_tensorflow_if_cli()  # a no-op once the package has imported TensorFlow (it does so today)
+    _cli_env.quiet_tensorflow_if_cli()  # TensorFlow, if a command imports it, imports quietly
     try:
         remaining = FLAGS(argv)
     except flags.Error as e:

@@ -36,17 +36,17 @@ import re
 import struct
 import sys
 import uuid
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from keras_legacy_ckpt import file_access
 from keras_legacy_ckpt.errors import LegacyCheckpointError
+from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
 
 __all__ = ["export_safetensors"]
 
-Progress = Callable[[int, int], None]
 
 # TensorFlow dtype name -> safetensors dtype, in the order safetensors' writer lays tensors out (its Dtype
 # enum, descending): larger item sizes first, so each tensor's offset is a multiple of its item size.
@@ -261,7 +261,7 @@ def _write(ckpt: TF1Checkpoint, plan, layout: _Layout, dst: str, progress: Optio
 def export_safetensors(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", mapping=None, *,
                        exclude: Iterable[str] = (), transpose: Optional[Mapping[str, Sequence[int]]] = None,
                        reshape: Optional[Mapping[str, Sequence[int]]] = None, overwrite: bool = False,
-                       metadata: Optional[Mapping[str, str]] = None,
+                       metadata: Optional[Mapping[str, str]] = None, verbose: int = 1,
                        progress: Optional[Progress] = None) -> Dict[str, str]:
     """Writes the tensors of TF1 checkpoint `src` to the safetensors file `dst`, one tensor at a time.
 
@@ -283,7 +283,9 @@ def export_safetensors(src: "str | os.PathLike[str]", dst: "str | os.PathLike[st
             EMA copy. Partitioned variables are exported whole (one tensor; they cannot be transformed).
         overwrite: replace an existing file at `dst` (atomically: a failed export leaves it as it was).
         metadata: optional `{str: str}` for the header's `__metadata__`.
-        progress: called as `progress(bytes_done, bytes_total)` after each tensor.
+        verbose: 1 draws a progress bar (on stderr, when it is a terminal) for exports of more than
+            256 MiB; 0 never.
+        progress: called as `progress(bytes_done, bytes_total)` after each tensor, instead of the bar.
 
     Returns:
         `{old name: new name}` of every tensor written.
@@ -295,7 +297,7 @@ def export_safetensors(src: "str | os.PathLike[str]", dst: "str | os.PathLike[st
             mappings or transforms, CorruptCheckpointError for a damaged source.
     """
     return dict(_export(src, dst, mapping, exclude=exclude, transpose=transpose, reshape=reshape,
-                        overwrite=overwrite, metadata=metadata, progress=progress).renames)
+                        overwrite=overwrite, metadata=metadata, verbose=verbose, progress=progress).renames)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,10 +310,12 @@ class _Exported:
     file_bytes: int
 
 
-def _export(src, dst, mapping, *, exclude, transpose, reshape, overwrite, metadata, progress) -> _Exported:
-    from keras_legacy_ckpt.rename import plan_rename  # imports TensorFlow (the index protos)
+def _export(src, dst, mapping, *, exclude, transpose, reshape, overwrite, metadata, verbose=1,
+            progress=None) -> _Exported:
+    from keras_legacy_ckpt.rename import plan_rename
 
-    with open_checkpoint(src) as ckpt:
+    with open_checkpoint(src) as ckpt, ProgressBar("export", verbose) as bar:
+        progress = progress or bar
         plan = plan_rename(ckpt.prefix, mapping, exclude=exclude, transpose=transpose, reshape=reshape)
         layout = _plan_layout(ckpt, plan, metadata)
         target = _checked_destination(ckpt.prefix, os.fspath(dst), overwrite)

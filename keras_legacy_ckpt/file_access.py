@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob as _glob
 import os
 import re
 import shutil
 import uuid
 from typing import Iterator, List, Union
 
-from keras_legacy_ckpt.errors import CorruptCheckpointError
+from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError
 
 # One read, write or copy moves at most this much: Linux moves at most 0x7ffff000 bytes (just
 # under 2 GiB) per call and Python returns the short count, so every transfer loops anyway. At
@@ -110,16 +111,28 @@ def same_file(a: Path, b: Path) -> bool:
 
 # --- TensorFlow's file systems (imported on first use of a remote path) ---------------------------
 
-def _gfile():
-    import tensorflow as tf
+def tensorflow_for(what: str):
+    """TensorFlow, imported for `what` ("reading gs://b/x", "V1 checkpoint /x"); when it cannot be imported,
+    a CheckpointNotFoundError saying what needs it. Local V2 checkpoints never need it."""
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise CheckpointNotFoundError(
+            "%s needs TensorFlow, which cannot be imported here (%s). Without TensorFlow this library reads V2 "
+            "checkpoints (.index and .data-* files) on local disks; install TensorFlow for V1 checkpoints and for "
+            "gs://, s3://, hdfs:// and other file systems, or copy the checkpoint to a local disk (converting a V1 "
+            "one with klc.rename_checkpoint where TensorFlow is installed)." % (what, e)) from None
+    return tf
 
-    return tf.io.gfile
+
+def _gfile(path: str = "a remote path"):
+    return tensorflow_for("Reading %s" % path).io.gfile
 
 
 @contextlib.contextmanager
 def _remote_errors(path: str) -> Iterator[None]:
     """Raises TensorFlow's file system errors as the matching OSError subclasses."""
-    import tensorflow as tf
+    tf = tensorflow_for("Reading %s" % path)
 
     try:
         yield
@@ -179,6 +192,19 @@ def listdir(path: Path) -> List[str]:
     with _remote_errors(path):
         names = _gfile().listdir(_ram_name(path) if scheme(path) == "ram" else path)
     return [name.rstrip("/") for name in names]
+
+
+def glob(pattern: Path) -> List[str]:
+    """The paths matching `pattern` (`*`, `?`, `[...]` in the last components), sorted; [] on errors."""
+    pattern = os.fspath(pattern)
+    if is_local(pattern):
+        prefix = pattern[:len(pattern) - len(local_path(pattern))]  # keep a file:// URL's form
+        return sorted(prefix + found for found in _glob.glob(local_path(pattern)))
+    try:
+        with _remote_errors(pattern):
+            return sorted(_gfile().glob(pattern))
+    except OSError:
+        return []
 
 
 def size(path: Path) -> int:

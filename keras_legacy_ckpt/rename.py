@@ -47,21 +47,19 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import google_crc32c
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
-from tensorflow.core.framework import tensor_shape_pb2, types_pb2
-from tensorflow.core.protobuf import tensor_bundle_pb2
-from tensorflow.python.training.checkpoint_state_pb2 import CheckpointState
 
-from keras_legacy_ckpt import checkpoint_kinds, file_access
+from keras_legacy_ckpt import _tf_protos as tensor_bundle_pb2
+from keras_legacy_ckpt import checkpoint_kinds, dtypes, file_access
+from keras_legacy_ckpt._tf_protos import DT_STRING, CheckpointState, TensorShapeProto
 from keras_legacy_ckpt.assignment_map import NameMapping, compile_patterns, forward_mapper
 from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, encode_index, encode_slice_key,
                                             read_bundle_index, rename_slice_key, slice_key_name, tensor_names)
 from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, ReadRequest, resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
+from keras_legacy_ckpt.progress import Progress, ProgressBar
 
-Progress = Callable[[int, int], None]
 # TF1 saves optimizer slots and tf.train.ExponentialMovingAverage shadows as
 # "<variable>/<suffix>", shaped like the variable: they must be transformed with it, or
 # a resumed optimizer or EMA would pair transposed weights with untransposed state.
@@ -161,8 +159,8 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
     return RenamePlan(index, renames, dropped, transposes, reshapes, v1, v1_reads)
 
 
-def _shape_proto(dims: Sequence[int]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+def _shape_proto(dims: Sequence[int]) -> TensorShapeProto:
+    return TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in dims])
 
 
 def _v1_as_bundle(ckpt: CheckpointFile) -> Tuple[BundleIndex, Dict[bytes, ReadRequest]]:
@@ -177,8 +175,8 @@ def _v1_as_bundle(ckpt: CheckpointFile) -> Tuple[BundleIndex, Dict[bytes, ReadRe
     reads: Dict[bytes, ReadRequest] = {}
     for name, info in ckpt.tensors.items():
         key = name.encode("utf-8")
-        dtype = info.dtype.as_datatype_enum
-        item = 1 if info.dtype == tf.string else info.dtype.size
+        dtype = info.dtype_enum
+        item = dtypes.itemsize(dtype) or 1  # strings: a rough count, for batching
         entry = tensor_bundle_pb2.BundleEntryProto(dtype=dtype, shape=_shape_proto(info.shape))
         slices = ckpt.slices_of(name)
         entry.slices.extend(slices)
@@ -202,7 +200,7 @@ def _check_transform(index: BundleIndex, old: str, new: str, perm: Optional[Tupl
     if entry.slices:
         raise AssignmentMapError("Tensor %r is partitioned (saved in slices); transposing or reshaping "
                                  "partitioned tensors is not supported." % old)
-    if entry.dtype == tf.string.as_datatype_enum:
+    if entry.dtype == DT_STRING:
         raise AssignmentMapError("Tensor %r holds strings; only numeric tensors can be transposed or reshaped." % old)
     if perm is not None:
         if sorted(perm) != list(range(len(dims))):
@@ -219,7 +217,7 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
                       transpose: Optional[Mapping[str, Sequence[int]]] = None,
                       reshape: Optional[Mapping[str, Sequence[int]]] = None,
                       mode: str = "auto", overwrite: bool = False, verify: bool = False,
-                      progress: Optional[Progress] = None) -> Dict[str, str]:
+                      verbose: int = 1, progress: Optional[Progress] = None) -> Dict[str, str]:
     """Writes a copy of checkpoint `src` at prefix `dst` with its tensors renamed.
 
     ```python
@@ -258,7 +256,10 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
             (reads all the data once; zero-copy and streaming copies do not decode it). For a
             V1 source: read every such tensor once through TensorFlow's reader, which checks
             the crc32c of each table block it reads.
-        progress: called as `progress(bytes_done, bytes_total)` while streaming.
+        verbose: 1 draws a progress bar (on stderr, when it is a terminal) for checks and copies of more
+            than 256 MiB; 0 never.
+        progress: called as `progress(bytes_done, bytes_total)` while verifying and streaming, instead of
+            the bar.
 
     Returns:
         `{old name: new name}` for every tensor written.
@@ -278,13 +279,15 @@ def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str
     if dry_run:
         return dict(plan.renames)
     if verify:
-        if plan.v1 is not None:
-            _verify_v1(plan)
-        else:
-            plan.index.verify(plan.renames)
+        with ProgressBar("rename: crc32c check", verbose) as bar:
+            if plan.v1 is not None:
+                _verify_v1(plan)
+            else:
+                plan.index.verify(plan.renames, progress or bar)
     dst_prefix, replaced_v1 = _checked_destination(plan.index.prefix, os.fspath(dst), overwrite)
     writer = _write_zero_copy if mode == "zero_copy" or (mode == "auto" and plan.zero_copy_possible) else _write_streaming
-    _write_atomically(dst_prefix, lambda tmp: writer(plan, tmp, progress), replaced_v1)
+    with ProgressBar("rename", verbose) as bar:
+        _write_atomically(dst_prefix, lambda tmp: writer(plan, tmp, progress or bar), replaced_v1)
     return dict(plan.renames)
 
 
@@ -321,7 +324,7 @@ def _v1_files_at(prefix: str) -> List[str]:
         return [prefix]
     if found is None:
         return []
-    return sorted(tf.io.gfile.glob(found)) if _V1_SHARDS.search(found) else [found]
+    return file_access.glob(found) if _V1_SHARDS.search(found) else [found]
 
 
 def _write_atomically(dst_prefix: str, write: Callable[[str], BundleIndex], replaced: Sequence[str] = ()) -> None:
@@ -537,8 +540,7 @@ def _transformed_bytes(plan: RenamePlan, reader: file_access.Reader, old: str, n
     if len(raw) != entry.size or crc != entry.crc32c:
         raise CorruptCheckpointError("Tensor %r in checkpoint %s fails its crc32c check: the data file is "
                                      "damaged. Copy the checkpoint again from its source." % (old, plan.index.prefix))
-    dtype = tf.dtypes.as_dtype(entry.dtype).as_numpy_dtype
-    array = raw.view(np.dtype(dtype).newbyteorder("<")).reshape([d.size for d in entry.shape.dim])
+    array = raw.view(dtypes.NUMPY[entry.dtype].newbyteorder("<")).reshape([d.size for d in entry.shape.dim])
     array = _transformed(plan, new, array)
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8), list(array.shape)
 
@@ -600,7 +602,7 @@ def _write_v1_tensor(plan: RenamePlan, reader: _V1Reader, out: file_access.Write
                      new_name: Optional[str], entry: tensor_bundle_pb2.BundleEntryProto) -> None:
     """Writes one V1 tensor (or slice) at the end of `out` and fills `entry`'s size, crc32c and shape."""
     array = reader.read(key)
-    if entry.dtype == types_pb2.DT_STRING:
+    if entry.dtype == DT_STRING:
         entry.size, entry.crc32c = _string_tensor_crc(out, array)
         return
     array = _transformed(plan, new_name, array)

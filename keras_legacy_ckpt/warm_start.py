@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -15,21 +13,19 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, distribute, resume
 from keras_legacy_ckpt import optimizer_state as optimizer_slots
-from keras_legacy_ckpt.warm_start_report import LIST_LIMIT as _LIST_LIMIT, WarmStartReport, is_training_state
-from keras_legacy_ckpt.warm_start_report import short_list as _short_list
-from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, _scopes_of, compile_patterns,
-                                              forward_mapper, plan_assignment_map, suggest_map)
+from keras_legacy_ckpt.warm_start_report import WarmStartReport
+from keras_legacy_ckpt.assignment_map import Match, NameMapping, SuggestedMap, compile_patterns, plan_assignment_map, suggest_map
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
-                                                 closest_keys, slice_spec)
+                                                 slice_spec)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.mixin import default_legacy_name, legacy_variables_of, warm_up_target
+from keras_legacy_ckpt.progress import Progress, ProgressBar
+from keras_legacy_ckpt.warm_start_plan import check_options, missing_message, moving_averages, nothing_loaded_message
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
 _STEP_TENSOR = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)$")
 Transform = Callable[[tf.Tensor], tf.Tensor]
-_SHAPE_POLICIES = ("error", "skip")
-_DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
 
 
 def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map: NameMapping = None, *,
@@ -40,7 +36,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                transpose: Optional[Mapping[str, Sequence[int]]] = None,
                reshape: Optional[Mapping[str, Sequence[int]]] = None,
                vocab_remap: Optional[Mapping[str, VocabInfo]] = None,
-               batch_bytes: int = DEFAULT_BATCH_BYTES) -> WarmStartReport:
+               batch_bytes: int = DEFAULT_BATCH_BYTES, verbose: int = 1) -> WarmStartReport:
     """Loads a TF1 name-based checkpoint into `target`'s variables, all or nothing.
 
     The whole mapping is planned and every shape, dtype and checkpoint index entry, and the
@@ -94,6 +90,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
             is read on its own). Mapped tensors that fit in it in all are read once, checked and
             then assigned; larger ones are read twice: a crc32c pass over everything, then the
             reads that are assigned.
+        verbose: 1 draws progress bars (on stderr, when it is a terminal) for the crc32c check and
+            the assignment of more than 256 MiB; 0 never.
 
     Returns:
         A `WarmStartReport`.
@@ -103,7 +101,7 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
                   reshape=reshape, vocab_remap=vocab_remap)
     options = _Options(strict, ignore, on_shape_mismatch, on_dtype_mismatch, use_ema, ema_fallback,
                        optimizer_state, mod_partitioned, "/" + ema_name,
-                       Transforms(transpose or {}, reshape or {}, vocab_remap or {}), batch_bytes)
+                       Transforms(transpose or {}, reshape or {}, vocab_remap or {}), batch_bytes, verbose)
     strategy = distribute.strategy_of(target)
     multi_worker = distribute.is_multi_worker(strategy)
     error: Optional[LegacyCheckpointError] = None
@@ -129,7 +127,8 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     if error is not None:
         raise error
     slots = plan.slots
-    _read_and_assign(ckpt, plan.requests + (slots.slots if slots else []), batch_bytes)
+    with ProgressBar("warm start: assign", verbose) as bar:
+        _read_and_assign(ckpt, plan.requests + (slots.slots if slots else []), batch_bytes, bar)
     if slots:
         _assign_now(slots.optimizer.iterations, slots.iterations, ckpt.prefix)
     resume.mark_warm_started(target, ckpt.prefix)
@@ -154,29 +153,6 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
         assignment_map=assignment_map,
         ema_name=ema_name if use_ema else None,
         transforms=plan.transformed)
-
-
-def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on_shape_mismatch: str = "error",
-                  on_dtype_mismatch: str = "error", mod_partitioned: Iterable[str] = (),
-                  transpose: Optional[Mapping[str, Sequence[int]]] = None,
-                  reshape: Optional[Mapping[str, Sequence[int]]] = None,
-                  vocab_remap: Optional[Mapping[str, VocabInfo]] = None, **_: Any) -> None:
-    """What can be checked of warm_start's arguments without a model or checkpoint (so that
-    `WarmStartFromTF1` fails when it is built, not when `fit` has started)."""
-    for name, value, allowed in (("on_shape_mismatch", on_shape_mismatch, _SHAPE_POLICIES),
-                                 ("on_dtype_mismatch", on_dtype_mismatch, _DTYPE_POLICIES)):
-        if value not in allowed:
-            raise LegacyCheckpointError("%s=%r is not one of %s." % (name, value, ", ".join(map(repr, allowed))))
-    if isinstance(assignment_map, Mapping) and not assignment_map:
-        raise AssignmentMapError(
-            "The assignment map {} maps nothing, so the warm start would assign no variable (TensorFlow's "
-            "init_from_checkpoint silently does nothing with it). Pass None for identity names, or "
-            "{\"/\": \"model_scope/\"} to load the whole checkpoint under a scope.")
-    if assignment_map is not None and not isinstance(assignment_map, Mapping):
-        forward_mapper(assignment_map)  # compiles the rules: a bad regex or form raises AssignmentMapError
-    compile_patterns(ignore, "ignore")
-    compile_patterns(mod_partitioned, "mod_partitioned")
-    Transforms(transpose or {}, reshape or {}, vocab_remap or {})  # their regexes and VocabInfos
 
 
 @dataclasses.dataclass
@@ -206,6 +182,7 @@ class _Options:
     ema_suffix: str
     transforms: Transforms
     batch_bytes: int = DEFAULT_BATCH_BYTES
+    verbose: int = 1
 
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
@@ -243,9 +220,10 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     matches = [m for m in plan.matches.values() if not all(ignored(p) for p in m.parts)]
     missing = [n for n in plan.missing() if not ignored(n)]
     if options.strict and missing:
-        raise MissingVariablesError(_missing_message(ckpt, missing, plan.not_found, variables))
+        raise MissingVariablesError(missing_message(ckpt.prefix, _shapes(ckpt), missing, plan.not_found, variables))
     if options.use_ema:
-        matches = _moving_averages(matches, variables, ckpt, options.ema_fallback, options.ema_suffix)
+        matches = moving_averages(matches, variables, ckpt.prefix, ckpt.tensors, options.ema_fallback,
+                                  options.ema_suffix)
     options.transforms.check_names(list(variables))
     requests, skipped, casts, transformed = _checked_requests(
         matches, variables, ckpt, options.transforms, options.on_shape_mismatch, options.on_dtype_mismatch)
@@ -255,7 +233,7 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     requests = _mod_partition_order(requests, ckpt, compile_patterns(options.mod_partitioned, "mod_partitioned"))
     matches = [m for m in matches if m.parts[0] not in skipped]
     if not requests:
-        raise MissingVariablesError(_nothing_loaded_message(ckpt, assignment_map, variables, skipped,
+        raise MissingVariablesError(nothing_loaded_message(ckpt.prefix, _shapes(ckpt), assignment_map, variables, skipped,
                                                             sorted(n for n in variables if ignored(n))))
     slots = None
     if options.optimizer_state is not False and options.optimizer_state is not None:
@@ -268,7 +246,8 @@ def _plan(target: Any, ckpt: CheckpointFile, assignment_map: NameMapping, option
     # Every byte that will be assigned passes its crc32c check here, before the first assignment
     # and, under a multi-worker strategy, before the workers agree to assign. What fits in one
     # batch is kept as read here, so that it is read once.
-    ckpt.verify_requests([r for _, r, _ in requests + (slots.slots if slots else [])], options.batch_bytes)
+    with ProgressBar("warm start: crc32c check", options.verbose) as bar:
+        ckpt.verify_requests([r for _, r, _ in requests + (slots.slots if slots else [])], options.batch_bytes, bar)
     return _Plan(matches, missing, requests, sorted(n for n in variables if ignored(n)), skipped, casts, slots,
                  transformed)
 
@@ -304,111 +283,8 @@ def _mod_partition_order(requests, ckpt: CheckpointFile, patterns: List[re.Patte
     return result
 
 
-def _moving_averages(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile,
-                     fallback: bool, suffix: str) -> List[Match]:
-    """Swaps each key for its ExponentialMovingAverage copy where the checkpoint has one.
-
-    Like TF1's `ExponentialMovingAverage.variables_to_restore()`, non-trainable variables
-    (batch-norm statistics, counters) without a copy keep their own values; a trainable
-    variable without a copy is an error unless `fallback`.
-    """
-    result, without, found = [], [], 0
-    for match in matches:
-        ema_key = match.key + suffix
-        if ema_key in ckpt:
-            result.append(Match(match.model_name, match.parts, ema_key))
-            found += 1
-            continue
-        if any(getattr(variables[p], "trainable", False) for p in match.parts):
-            without.append("  %s <- %r" % (match.model_name, match.key))
-        result.append(match)
-    if without and (not fallback or not found):
-        other = _other_ema_names(ckpt, [m.key for m in matches], suffix)
-        hint = ("The checkpoint has copies named %s: pass ema_name=%r. " % (
-            ", ".join("X/%s" % n for n in other), other[0]) if other else "")
-        raise MissingVariablesError(
-            "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s%s:\n%s\nNothing was "
-            "assigned. %sWas the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
-            "variables? %s" % (len(without), suffix, ckpt.prefix, " (no variable has one)" if not found else "",
-                               "\n".join(without[:_LIST_LIMIT]), hint,
-                               "Pass ema_fallback=True to load their raw values instead." if found else
-                               "Leave use_ema off to load the raw values."))
-    return result
-
-
-def _other_ema_names(ckpt: CheckpointFile, keys: List[str], suffix: str) -> List[str]:
-    """Names X/<name> that the checkpoint has for most mapped keys X, other than optimizer slots: a
-    moving average created with ExponentialMovingAverage(name=...)."""
-    counts: Dict[str, int] = collections.Counter()
-    for key in keys:
-        prefix = key + "/"
-        counts.update({k[len(prefix):] for k in ckpt.tensors if k.startswith(prefix) and "/" not in k[len(prefix):]
-                       and not is_training_state(k) and "/" + k[len(prefix):] != suffix})
-    return [name for name, n in counts.most_common() if n * 2 >= len(keys)]
-
-
-def _missing_message(ckpt: CheckpointFile, missing: List[str], not_found: Dict[str, str],
-                     variables: Dict[str, Any]) -> str:
-    lines = []
-    for name in missing[:_LIST_LIMIT]:
-        key = not_found.get(name) or not_found.get(re.sub(r"/part_\d+$", "", name))
-        if key is None:
-            lines.append("  %s: no assignment map entry covers it" % name)
-            continue
-        close = closest_keys(key, ckpt.tensors)
-        lines.append("  %s <- %r is not in the checkpoint%s"
-                     % (name, key, (" (closest: %s)" % ", ".join(close)) if close else ""))
-    if len(missing) > _LIST_LIMIT:
-        lines.append("  ... and %d more" % (len(missing) - _LIST_LIMIT))
-    suggestion = _suggested_map_text(ckpt, variables, None)
-    hint = "the assignment map %s would match more; " % suggestion if suggestion else ""
-    return ("%d model variable(s) would get no value from checkpoint %s:\n%s\nNothing was assigned. Fix: "
-            "%spass ignore=[...] for variables that should keep their initial values, or "
-            "strict=False to load what matches." % (len(missing), ckpt.prefix, "\n".join(lines), hint))
-
-
-def _suggested_map_text(ckpt: CheckpointFile, variables: Dict[str, Any], passed: NameMapping,
-                        limit: int = 4) -> Optional[str]:
-    """The map suggest_map proposes, shortened for a message; None if none, or the one passed."""
-    model = {n: _compat.variable_shape(v) for n, v in variables.items()}
-    suggestion = suggest_map(model, {k: info.shape for k, info in ckpt.tensors.items()}).assignment_map
-    if not suggestion or suggestion == passed:
-        return None
-    if len(suggestion) <= limit:
-        return repr(suggestion)
-    shown = dict(list(suggestion.items())[:limit])
-    return "%r (+%d more entries: see klc.suggest_assignment_map)" % (shown, len(suggestion) - limit)
-
-
-def _nothing_loaded_message(ckpt: CheckpointFile, assignment_map: NameMapping, variables: Dict[str, Any],
-                            skipped: Dict[str, str], ignored: List[str]) -> str:
-    """Why a warm start would assign nothing, with the scopes closest to what the map names."""
-    lines = []
-    if isinstance(assignment_map, Mapping):
-        for ckpt_side in sorted(k for k in assignment_map if isinstance(k, str) and k.endswith("/") and k != "/"):
-            if not any(key.startswith(ckpt_side) for key in ckpt.tensors):
-                close = difflib.get_close_matches(ckpt_side, sorted(_scopes_of(ckpt.tensors)), n=3, cutoff=0.5)
-                lines.append("  the checkpoint has no scope %r%s" % (
-                    ckpt_side, " (closest: %s)" % ", ".join(close) if close else ""))
-    if skipped:
-        lines.append("  every mapped variable was skipped for its shape (on_shape_mismatch=\"skip\")")
-    if ignored:
-        lines.append("  %d variable(s) are ignored (ignore=...): %s" % (len(ignored), _short_list(ignored, 4)))
-    lines.append("  checkpoint scopes: %s" % _top_scopes(ckpt.tensors))
-    lines.append("  model scopes:      %s" % _top_scopes(variables))
-    suggestion = _suggested_map_text(ckpt, variables, assignment_map)
-    fix = ("try the assignment map %s (klc.suggest_assignment_map proposes it)" % suggestion if suggestion
-           else "check that this is the checkpoint of this model, map its scopes onto the model's, and that "
-                "ignore=[...] leaves something to load")
-    return ("The warm start from %s with assignment map %r would assign no variable:\n%s\nNothing was assigned "
-            "(a warm start that loads nothing is an error, strict or not). Fix: %s."
-            % (ckpt.prefix, assignment_map, "\n".join(lines), fix))
-
-
-def _top_scopes(names: Iterable[str], limit: int = 6) -> str:
-    counts = collections.Counter(name.split("/", 1)[0] + ("/" if "/" in name else "") for name in names)
-    shown = ["%s (%d)" % (scope, n) for scope, n in counts.most_common(limit)]
-    return ", ".join(shown) + (", ..." if len(counts) > limit else "")
+def _shapes(ckpt: CheckpointFile) -> Dict[str, Tuple[int, ...]]:
+    return {key: info.shape for key, info in ckpt.tensors.items()}
 
 
 def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: CheckpointFile, transforms: Transforms,
@@ -555,13 +431,14 @@ def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Option
 
 
 def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[Transform]]],
-                     batch_bytes: int) -> None:
+                     batch_bytes: int, progress: Optional[Progress] = None) -> None:
     # Every byte that will be assigned passed its crc32c check in _plan, before the first
     # assignment, so that damaged data fails while no variable has changed. Reads check it again:
     # a file that changes after that check fails here, saying how many variables were assigned.
     session = None if tf.executing_eagerly() else _tf1_session([v for v, _, _ in requests], ckpt.prefix)
     position = 0
     assigned = _Count()
+    total, done = sum(r.nbytes for _, r, _ in requests), 0
     for batch in batches([r for _, r, _ in requests], batch_bytes):
         try:
             if session is None:
@@ -578,6 +455,9 @@ def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest
                     "assigned. Run the warm start again." % (e, ckpt.prefix, assigned.n)) from None
             raise
         position += len(batch)
+        done += sum(r.nbytes for r in batch)
+        if progress is not None:
+            progress(done, total)
 
 
 @dataclasses.dataclass

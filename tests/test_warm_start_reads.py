@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_legacy_ckpt as klc
+from keras_legacy_ckpt import bundle_index
 from keras_legacy_ckpt.bundle_index import read_bundle_index
 from keras_legacy_ckpt.checkpoint_reader import DEFAULT_BATCH_BYTES, CheckpointFile
 
@@ -108,13 +109,13 @@ def test_mapped_bytes_that_fit_a_batch_are_read_once(large_ckpt, monkeypatch, ba
     a crc32c check (through the reused buffer), then the read into the tensor that is assigned."""
     prefix, values = large_ckpt
     seen = {}
-    original = reader_module._LocalData._read
+    original = bundle_index.DataFiles.read_into
 
     def recording(self, name, entry, out):
         seen.setdefault(name, []).append(out is None)
         return original(self, name, entry, out)
 
-    monkeypatch.setattr(reader_module._LocalData, "_read", recording)
+    monkeypatch.setattr(bundle_index.DataFiles, "read_into", recording)
     warm_start(_module(values), prefix, batch_bytes=batch_bytes)
     assert seen == dict({name: reads for name in LARGE}, **{"small/bias": [True]})  # small: a check, then RestoreV2
 
@@ -137,8 +138,8 @@ def test_a_file_changed_after_the_check_is_not_assigned_unchecked(large_ckpt, tm
     changed = _copy(prefix, tmp_path)
     original = CheckpointFile.verify_requests
 
-    def check_then_change(self, requests, keep_bytes=0):
-        original(self, requests, keep_bytes)
+    def check_then_change(self, requests, keep_bytes=0, progress=None):
+        original(self, requests, keep_bytes, progress)
         _flip_byte(changed, "big/uint64")
 
     monkeypatch.setattr(CheckpointFile, "verify_requests", check_then_change)
@@ -154,8 +155,8 @@ def test_one_pass_assigns_the_bytes_it_checked(large_ckpt, tmp_path, monkeypatch
     changed = _copy(prefix, tmp_path)
     original = CheckpointFile.verify_requests
 
-    def check_then_change(self, requests, keep_bytes=0):
-        original(self, requests, keep_bytes)
+    def check_then_change(self, requests, keep_bytes=0, progress=None):
+        original(self, requests, keep_bytes, progress)
         _flip_byte(changed, "big/uint64")
 
     monkeypatch.setattr(CheckpointFile, "verify_requests", check_then_change)

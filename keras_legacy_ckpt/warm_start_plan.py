@@ -1,0 +1,181 @@
+"""What both warm-start routes share, TensorFlow-free: option checks, moving-average keys, and the
+messages that say why a warm start would assign nothing or leave variables without a value.
+
+The TensorFlow route (`warm_start.py`) and the numpy route for Keras 3 on JAX, torch or numpy
+(`numpy_warm_start.py`) plan with `assignment_map.plan_assignment_map`, then call these, so the
+two check the same things and word their errors the same way. Checkpoints are given as
+`shapes`, {checkpoint key: shape}; variables as {legacy name: variable} (`.shape`, `.trainable`).
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import re
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from keras_legacy_ckpt.assignment_map import Match, NameMapping, _scopes_of, compile_patterns, forward_mapper, suggest_map
+from keras_legacy_ckpt.checkpoint_reader import closest_keys
+from keras_legacy_ckpt.errors import AssignmentMapError, LegacyCheckpointError, MissingVariablesError
+from keras_legacy_ckpt.warm_start_report import LIST_LIMIT, is_training_state, short_list
+
+# The keyword-only options of warm_start (both routes; a test checks the TensorFlow route's signature).
+WARM_START_OPTIONS = ("sample_input", "strict", "ignore", "on_shape_mismatch", "on_dtype_mismatch", "use_ema",
+                      "ema_fallback", "optimizer_state", "mod_partitioned", "ema_name", "transpose", "reshape",
+                      "vocab_remap", "batch_bytes", "verbose")
+SHAPE_POLICIES = ("error", "skip")
+DTYPE_POLICIES = ("error", "cast", "unsafe_cast")
+
+
+def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on_shape_mismatch: str = "error",
+                  on_dtype_mismatch: str = "error", mod_partitioned: Iterable[str] = (),
+                  transpose: Optional[Mapping[str, Sequence[int]]] = None,
+                  reshape: Optional[Mapping[str, Sequence[int]]] = None,
+                  vocab_remap: Optional[Mapping[str, Any]] = None, **_: Any) -> None:
+    """What can be checked of warm_start's arguments without a model or checkpoint (so that
+    `WarmStartFromTF1` fails when it is built, not when `fit` has started)."""
+    for name, value, allowed in (("on_shape_mismatch", on_shape_mismatch, SHAPE_POLICIES),
+                                 ("on_dtype_mismatch", on_dtype_mismatch, DTYPE_POLICIES)):
+        if value not in allowed:
+            raise LegacyCheckpointError("%s=%r is not one of %s." % (name, value, ", ".join(map(repr, allowed))))
+    if isinstance(assignment_map, Mapping) and not assignment_map:
+        raise AssignmentMapError(
+            "The assignment map {} maps nothing, so the warm start would assign no variable (TensorFlow's "
+            "init_from_checkpoint silently does nothing with it). Pass None for identity names, or "
+            "{\"/\": \"model_scope/\"} to load the whole checkpoint under a scope.")
+    if assignment_map is not None and not isinstance(assignment_map, Mapping):
+        forward_mapper(assignment_map)  # compiles the rules: a bad regex or form raises AssignmentMapError
+    compile_patterns(ignore, "ignore")
+    compile_patterns(mod_partitioned, "mod_partitioned")
+    check_transform_rules(transpose or {}, reshape or {})
+    if vocab_remap:
+        # A klc.VocabInfo comes from keras_legacy_ckpt.transforms (TensorFlow): imported already if there is one.
+        transforms = sys.modules.get("keras_legacy_ckpt.transforms")
+        if transforms is None:
+            name, info = next(iter(vocab_remap.items()))
+            raise AssignmentMapError("vocab_remap[%r] must be a klc.VocabInfo, got %r." % (name, info))
+        transforms.Transforms({}, {}, vocab_remap)
+
+
+def check_transform_rules(transpose: Mapping[str, Sequence[int]], reshape: Mapping[str, Sequence[int]]) -> None:
+    """transpose= and reshape= rules: compilable regexes and sequences of ints (checked against each tensor's
+    shape when the warm start plans it)."""
+    for what, rules in (("transpose", transpose), ("reshape", reshape)):
+        compile_patterns(list(rules), what)
+        for pattern, values in rules.items():
+            try:
+                [int(d) for d in values]
+            except (TypeError, ValueError):
+                raise AssignmentMapError("%s[%r] = %r is not a sequence of ints." % (what, pattern, values)) from None
+
+
+# --- moving averages -------------------------------------------------------------------------------
+
+def moving_averages(matches: List[Match], variables: Dict[str, Any], prefix: str, keys: Iterable[str],
+                    fallback: bool, suffix: str) -> List[Match]:
+    """Swaps each key for its ExponentialMovingAverage copy where the checkpoint (`keys`) has one.
+
+    Like TF1's `ExponentialMovingAverage.variables_to_restore()`, non-trainable variables
+    (batch-norm statistics, counters) without a copy keep their own values; a trainable
+    variable without a copy is an error unless `fallback`.
+    """
+    result, without, found = [], [], 0
+    for match in matches:
+        ema_key = match.key + suffix
+        if ema_key in keys:
+            result.append(Match(match.model_name, match.parts, ema_key))
+            found += 1
+            continue
+        if any(getattr(variables[p], "trainable", False) for p in match.parts):
+            without.append("  %s <- %r" % (match.model_name, match.key))
+        result.append(match)
+    if without and (not fallback or not found):
+        other = _other_ema_names(keys, [m.key for m in matches], suffix)
+        hint = ("The checkpoint has copies named %s: pass ema_name=%r. " % (
+            ", ".join("X/%s" % n for n in other), other[0]) if other else "")
+        raise MissingVariablesError(
+            "use_ema=True, but %d trainable variable(s) have no %r copy in checkpoint %s%s:\n%s\nNothing was "
+            "assigned. %sWas the TF1 model trained with tf.compat.v1.train.ExponentialMovingAverage over these "
+            "variables? %s" % (len(without), suffix, prefix, " (no variable has one)" if not found else "",
+                               "\n".join(without[:LIST_LIMIT]), hint,
+                               "Pass ema_fallback=True to load their raw values instead." if found else
+                               "Leave use_ema off to load the raw values."))
+    return result
+
+
+def _other_ema_names(keys: Iterable[str], mapped: List[str], suffix: str) -> List[str]:
+    """Names X/<name> that the checkpoint has for most mapped keys X, other than optimizer slots: a
+    moving average created with ExponentialMovingAverage(name=...)."""
+    counts: Dict[str, int] = collections.Counter()
+    for key in mapped:
+        prefix = key + "/"
+        counts.update({k[len(prefix):] for k in keys if k.startswith(prefix) and "/" not in k[len(prefix):]
+                       and not is_training_state(k) and "/" + k[len(prefix):] != suffix})
+    return [name for name, n in counts.most_common() if n * 2 >= len(mapped)]
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+def _suggested_map_text(shapes: Mapping[str, Tuple[int, ...]], variables: Dict[str, Any], passed: NameMapping,
+                        limit: int = 4) -> Optional[str]:
+    """The map suggest_map proposes, shortened for a message; None if none, or the one passed."""
+    model = {n: tuple(int(d) for d in v.shape) for n, v in variables.items()}
+    suggestion = suggest_map(model, shapes).assignment_map
+    if not suggestion or suggestion == passed:
+        return None
+    if len(suggestion) <= limit:
+        return repr(suggestion)
+    shown = dict(list(suggestion.items())[:limit])
+    return "%r (+%d more entries: see klc.suggest_assignment_map)" % (shown, len(suggestion) - limit)
+
+
+def missing_message(prefix: str, shapes: Mapping[str, Tuple[int, ...]], missing: List[str],
+                     not_found: Dict[str, str], variables: Dict[str, Any]) -> str:
+    lines = []
+    for name in missing[:LIST_LIMIT]:
+        key = not_found.get(name) or not_found.get(re.sub(r"/part_\d+$", "", name))
+        if key is None:
+            lines.append("  %s: no assignment map entry covers it" % name)
+            continue
+        close = closest_keys(key, list(shapes))
+        lines.append("  %s <- %r is not in the checkpoint%s"
+                     % (name, key, (" (closest: %s)" % ", ".join(close)) if close else ""))
+    if len(missing) > LIST_LIMIT:
+        lines.append("  ... and %d more" % (len(missing) - LIST_LIMIT))
+    suggestion = _suggested_map_text(shapes, variables, None)
+    hint = "the assignment map %s would match more; " % suggestion if suggestion else ""
+    return ("%d model variable(s) would get no value from checkpoint %s:\n%s\nNothing was assigned. Fix: "
+            "%spass ignore=[...] for variables that should keep their initial values, or "
+            "strict=False to load what matches." % (len(missing), prefix, "\n".join(lines), hint))
+
+
+def _top_scopes(names: Iterable[str], limit: int = 6) -> str:
+    counts = collections.Counter(name.split("/", 1)[0] + ("/" if "/" in name else "") for name in names)
+    shown = ["%s (%d)" % (scope, n) for scope, n in counts.most_common(limit)]
+    return ", ".join(shown) + (", ..." if len(counts) > limit else "")
+
+
+def nothing_loaded_message(prefix: str, shapes: Mapping[str, Tuple[int, ...]], assignment_map: NameMapping,
+                            variables: Dict[str, Any], skipped: Dict[str, str], ignored: List[str]) -> str:
+    """Why a warm start would assign nothing, with the scopes closest to what the map names."""
+    lines = []
+    if isinstance(assignment_map, Mapping):
+        for ckpt_side in sorted(k for k in assignment_map if isinstance(k, str) and k.endswith("/") and k != "/"):
+            if not any(key.startswith(ckpt_side) for key in shapes):
+                close = difflib.get_close_matches(ckpt_side, sorted(_scopes_of(shapes)), n=3, cutoff=0.5)
+                lines.append("  the checkpoint has no scope %r%s" % (
+                    ckpt_side, " (closest: %s)" % ", ".join(close) if close else ""))
+    if skipped:
+        lines.append("  every mapped variable was skipped for its shape (on_shape_mismatch=\"skip\")")
+    if ignored:
+        lines.append("  %d variable(s) are ignored (ignore=...): %s" % (len(ignored), short_list(ignored, 4)))
+    lines.append("  checkpoint scopes: %s" % _top_scopes(shapes))
+    lines.append("  model scopes:      %s" % _top_scopes(variables))
+    suggestion = _suggested_map_text(shapes, variables, assignment_map)
+    fix = ("try the assignment map %s (klc.suggest_assignment_map proposes it)" % suggestion if suggestion
+           else "check that this is the checkpoint of this model, map its scopes onto the model's, and that "
+                "ignore=[...] leaves something to load")
+    return ("The warm start from %s with assignment map %r would assign no variable:\n%s\nNothing was assigned "
+            "(a warm start that loads nothing is an error, strict or not). Fix: %s."
+            % (prefix, assignment_map, "\n".join(lines), fix))
