@@ -9,8 +9,11 @@ model.fit(x, y, callbacks=[
 ])
 ```
 
-Importing the package imports no TensorFlow: the errors and `open_checkpoint` (a numpy
-reader) are here at once; every other name is imported on first use, and with it TensorFlow.
+Importing the package imports no TensorFlow (nor numpy): the errors are here at once; every other
+name is imported on first use. The offline tools
+(`list_variables`, `verify_checkpoint`, `export_safetensors`, `diff_checkpoints`, `rename_checkpoint`)
+and the warm start of Keras 3 models on JAX, torch or numpy need no TensorFlow for local V2
+checkpoints; the rest imports it.
 """
 
 import importlib
@@ -25,15 +28,15 @@ _cli_env.quiet_tensorflow_if_cli()  # the CLI only: before TensorFlow is first i
 from keras_legacy_ckpt.errors import (AssignmentMapError, CheckpointNotFoundError, CorruptCheckpointError,  # noqa: E402
                                       DTypeMismatchError, DuplicateVariableNameError, LegacyCheckpointError,
                                       MissingVariablesError, ShapeMismatchError)
-from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint  # noqa: E402
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it (imported, with TensorFlow, when the name is first used).
+# Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
     "SaveObjectCheckpoint": "callbacks", "WarmStartFromTF1": "callbacks",
     "list_variables": "checkpoint_reader", "verify_checkpoint": "checkpoint_reader",
     "CheckpointDiff": "diff", "diff_checkpoints": "diff",
+    "TF1Checkpoint": "tf1_checkpoint", "open_checkpoint": "tf1_checkpoint",
     "export_safetensors": "export",
     "LegacyCheckpointMixin": "mixin",
     "restore_object_checkpoint": "object_checkpoint",
@@ -82,8 +85,11 @@ class _Package(types.ModuleType):
 
     @property
     def warm_start(self):
-        from keras_legacy_ckpt.warm_start import warm_start
+        # The dispatcher: Keras 3 models on the JAX, torch or numpy backend are warm-started without
+        # TensorFlow (numpy_warm_start), everything else by keras_legacy_ckpt.warm_start (TensorFlow).
+        from keras_legacy_ckpt.numpy_warm_start import check_available, warm_start
 
+        check_available()  # ImportError when neither TensorFlow nor Keras is installed
         return warm_start
 
     @warm_start.setter

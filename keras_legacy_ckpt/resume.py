@@ -19,6 +19,7 @@ are visible to whoever holds it.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import weakref
 from typing import Any, Callable, Optional
 
@@ -73,22 +74,26 @@ def _steps(optimizer: Any) -> int:
 
 
 def _read(variable: Any) -> Any:
-    import tensorflow as tf
+    # TensorFlow only if something imported it already: a Keras 3 model on JAX never needs it.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(variable, tf.Variable):
+        if not tf.executing_eagerly():
+            # TF1 behaviour: the value lives in the session that tf_keras trains with.
+            from tf_keras.src import backend
 
-    if isinstance(variable, tf.Variable) and not tf.executing_eagerly():
-        # TF1 behaviour: the value lives in the session that tf_keras trains with.
-        from tf_keras.src import backend
-
-        return backend.get_value(variable)
-    # .numpy(): np.asarray() refuses tf.distribute's MirroredVariable.
+            return backend.get_value(variable)
+        # .numpy(): np.asarray() refuses tf.distribute's MirroredVariable.
+        return variable.numpy()
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(variable, keras.Variable):
+        return keras.ops.convert_to_numpy(variable.value)
     return variable.numpy() if hasattr(variable, "numpy") else np.asarray(variable)
 
 
 def pending_restore(target: Any) -> bool:
     """Whether a TensorFlow restore waits for variables of `target` that do not exist yet."""
-    import tensorflow as tf
-
-    if not isinstance(target, tf.__internal__.tracking.Trackable):
+    tf = sys.modules.get("tensorflow")  # no TensorFlow imported: no TensorFlow restore pending
+    if tf is None or not isinstance(target, tf.__internal__.tracking.Trackable):
         return False
     try:
         objects = tf.train.TrackableView(target).descendants()

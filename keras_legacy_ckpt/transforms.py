@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_legacy_ckpt.assignment_map import compile_patterns
 from keras_legacy_ckpt.errors import AssignmentMapError
+from keras_legacy_ckpt.warm_start_plan import check_rules_match
 
 Shape = Tuple[int, ...]
 
@@ -94,11 +95,8 @@ class Transforms:
         """A vocab_remap name must be a model variable (a partitioned one by its full name), and every
         transpose/reshape pattern must match one: a mistyped pattern on a square kernel would otherwise
         load it untransposed, and no shape check could tell."""
-        for what, rules in (("transpose", self._transpose), ("reshape", self._reshape)):
-            for pattern, _ in rules:
-                if not any(pattern.search(name) for name in model_names):
-                    raise AssignmentMapError("%s pattern %r matches no model variable name (they look like %r)."
-                                             % (what, pattern.pattern, sorted(model_names)[0] if model_names else ""))
+        check_rules_match(self._transpose, "transpose", model_names)
+        check_rules_match(self._reshape, "reshape", model_names)
         known = set(model_names) | {n.rsplit("/part_", 1)[0] for n in model_names if "/part_" in n}
         unknown = sorted(set(self.vocab_remap) - known)
         if unknown:

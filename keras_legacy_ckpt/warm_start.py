@@ -17,11 +17,11 @@ from keras_legacy_ckpt.warm_start_report import WarmStartReport
 from keras_legacy_ckpt.assignment_map import Match, NameMapping, SuggestedMap, compile_patterns, plan_assignment_map, suggest_map
 from keras_legacy_ckpt.checkpoint_reader import (DEFAULT_BATCH_BYTES, CheckpointFile, ReadRequest, batches,
                                                  slice_spec)
-from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
-                                      LegacyCheckpointError, MissingVariablesError, ShapeMismatchError)
+from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError, MissingVariablesError
 from keras_legacy_ckpt.mixin import default_legacy_name, legacy_variables_of, warm_up_target
 from keras_legacy_ckpt.progress import Progress, ProgressBar
-from keras_legacy_ckpt.warm_start_plan import check_options, missing_message, moving_averages, nothing_loaded_message
+from keras_legacy_ckpt.warm_start_plan import (check_options, dtype_mismatch_error, missing_message, moving_averages,
+                                               nothing_loaded_message, shape_mismatch_error)
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
 _STEP_TENSOR = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)$")
@@ -333,19 +333,9 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: Che
         for v, (spec, count) in zip(parts, slices):
             requests.append((v, ReadRequest(match.key, spec, count * itemsize), None))
     if shape_errors:
-        raise ShapeMismatchError(
-            "%d variable(s) do not have the shape of the checkpoint tensor mapped to them (model <- "
-            "checkpoint):\n%s\nNothing was assigned. Fix the model so the shapes agree, correct the "
-            "assignment map, pass ignore=[...] for layers you changed on purpose (e.g. a new "
-            "classification head), or on_shape_mismatch=\"skip\" to leave them as initialised."
-            % (len(shape_errors), "\n".join(shape_errors)))
+        raise shape_mismatch_error(shape_errors)
     if dtype_errors:
-        raise DTypeMismatchError(
-            "%d variable(s) do not have the dtype of the checkpoint tensor mapped to them (model <- "
-            "checkpoint):\n%s\nNothing was assigned. Create the variables with the checkpoint's dtype, "
-            "pass on_dtype_mismatch=\"cast\" to convert float -> float and int -> wider int (reported), "
-            "on_dtype_mismatch=\"unsafe_cast\" to cast any numeric pair as tf.cast does (it may wrap, "
-            "truncate or drop imaginary parts), or ignore=[...]." % (len(dtype_errors), "\n".join(dtype_errors)))
+        raise dtype_mismatch_error(dtype_errors, "tf.cast")
     return requests, skipped, casts, transformed
 
 

@@ -17,7 +17,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from keras_legacy_ckpt.assignment_map import Match, NameMapping, _scopes_of, compile_patterns, forward_mapper, suggest_map
 from keras_legacy_ckpt.checkpoint_reader import closest_keys
-from keras_legacy_ckpt.errors import AssignmentMapError, LegacyCheckpointError, MissingVariablesError
+from keras_legacy_ckpt.errors import (AssignmentMapError, DTypeMismatchError, LegacyCheckpointError,
+                                      MissingVariablesError, ShapeMismatchError)
 from keras_legacy_ckpt.warm_start_report import LIST_LIMIT, is_training_state, short_list
 
 # The keyword-only options of warm_start (both routes; a test checks the TensorFlow route's signature).
@@ -68,6 +69,34 @@ def check_transform_rules(transpose: Mapping[str, Sequence[int]], reshape: Mappi
                 [int(d) for d in values]
             except (TypeError, ValueError):
                 raise AssignmentMapError("%s[%r] = %r is not a sequence of ints." % (what, pattern, values)) from None
+
+
+def check_rules_match(rules: Sequence[Tuple[Any, Any]], what: str, model_names: Sequence[str]) -> None:
+    """Every transpose/reshape pattern must match a model variable: a mistyped pattern on a square kernel
+    would otherwise load it untransposed, and no shape check could tell."""
+    for pattern, _ in rules:
+        if not any(pattern.search(name) for name in model_names):
+            raise AssignmentMapError("%s pattern %r matches no model variable name (they look like %r)."
+                                     % (what, pattern.pattern, sorted(model_names)[0] if model_names else ""))
+
+
+def shape_mismatch_error(problems: List[str]) -> ShapeMismatchError:
+    return ShapeMismatchError(
+        "%d variable(s) do not have the shape of the checkpoint tensor mapped to them (model <- "
+        "checkpoint):\n%s\nNothing was assigned. Fix the model so the shapes agree, correct the "
+        "assignment map, pass ignore=[...] for layers you changed on purpose (e.g. a new "
+        "classification head), or on_shape_mismatch=\"skip\" to leave them as initialised."
+        % (len(problems), "\n".join(problems)))
+
+
+def dtype_mismatch_error(problems: List[str], unsafe_cast_like: str) -> DTypeMismatchError:
+    """`unsafe_cast_like`: what on_dtype_mismatch="unsafe_cast" casts as ("tf.cast", "numpy's astype")."""
+    return DTypeMismatchError(
+        "%d variable(s) do not have the dtype of the checkpoint tensor mapped to them (model <- "
+        "checkpoint):\n%s\nNothing was assigned. Create the variables with the checkpoint's dtype, "
+        "pass on_dtype_mismatch=\"cast\" to convert float -> float and int -> wider int (reported), "
+        "on_dtype_mismatch=\"unsafe_cast\" to cast any numeric pair as %s does (it may wrap, "
+        "truncate or drop imaginary parts), or ignore=[...]." % (len(problems), "\n".join(problems), unsafe_cast_like))
 
 
 # --- moving averages -------------------------------------------------------------------------------

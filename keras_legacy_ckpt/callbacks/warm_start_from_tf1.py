@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import weakref
 from typing import Any, Iterable, Optional
 
 from absl import logging
-from tf_keras.callbacks import Callback
-from tf_keras.src.utils import io_utils
+
+try:  # a tf_keras callback works in tf_keras's fit and in Keras 3's; a Keras 3 one only in Keras 3's
+    from tf_keras.callbacks import Callback
+    from tf_keras.src.utils.io_utils import print_msg
+except ImportError:  # no TensorFlow: Keras 3 on the JAX, torch or numpy backend
+    from keras.callbacks import Callback
+
+    try:
+        from keras.src.utils.io_utils import print_msg
+    except ImportError:
+        print_msg = print
 
 from keras_legacy_ckpt import resume
 from keras_legacy_ckpt.assignment_map import NameMapping
-from keras_legacy_ckpt.warm_start import WarmStartReport, check_options, warm_start
+from keras_legacy_ckpt.numpy_warm_start import warm_start
+from keras_legacy_ckpt.warm_start_plan import WARM_START_OPTIONS, check_options
+from keras_legacy_ckpt.warm_start_report import WarmStartReport
 
 # The keyword-only options of warm_start that this callback passes through.
-_WARM_START_OPTIONS = {name for name, p in inspect.signature(warm_start).parameters.items()
-                       if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"sample_input", "strict", "ignore"}
+_WARM_START_OPTIONS = set(WARM_START_OPTIONS) - {"sample_input", "strict", "ignore", "verbose"}
 
 
 class WarmStartFromTF1(Callback):
@@ -31,7 +40,9 @@ class WarmStartFromTF1(Callback):
     `warm_up_input_spec`), plans the whole mapping, checks every shape and dtype, and
     only then assigns: if anything is wrong, no variable changes and `fit` stops with
     the error. It subclasses `tf_keras.callbacks.Callback`, so it works in tf_keras's
-    `fit` and in Keras 3's `fit`.
+    `fit` and in Keras 3's `fit`; where tf_keras (TensorFlow) cannot be imported it is a
+    `keras.callbacks.Callback`, for Keras 3's `fit` on the JAX, torch or numpy backend, whose
+    models it warm-starts without TensorFlow.
 
     Resume beats warm start, as in Estimator: when the run resumes (the optimizer has
     already taken steps, e.g. `BackupAndRestore` restored it, or the model was restored
@@ -59,7 +70,8 @@ class WarmStartFromTF1(Callback):
         strict: raise if a model variable in the mapped scopes would get no value.
         ignore: regexes of model variable names to leave as initialised.
         force: warm-start even when the run resumes.
-        verbose: 1 prints the report's summary; 0 only logs it through absl at INFO.
+        verbose: 1 prints the report's summary (and progress bars over 256 MiB, on a terminal); 0
+            only logs it through absl at INFO.
         **warm_start_options: more `warm_start` keywords: `on_shape_mismatch`,
             `on_dtype_mismatch`, `use_ema`, `ema_fallback`, `optimizer_state`, `batch_bytes`.
 
@@ -122,7 +134,7 @@ class WarmStartFromTF1(Callback):
         self.skip_reason = None
         self.report = warm_start(self.model, self.checkpoint, self.assignment_map,
                                  sample_input=self.sample_input, strict=self.strict, ignore=self.ignore,
-                                 **self.warm_start_options)
+                                 verbose=self.verbose, **self.warm_start_options)
         self._watching_for_late_restore = not self.force
         self._steps_after_warm_start = resume.optimizer_steps(self.model)  # optimizer_state may set it
         self._say(self.report.summary())
@@ -146,12 +158,12 @@ class WarmStartFromTF1(Callback):
         message = ("WarmStartFromTF1: not warm-starting %s from %s: %s. Resume beats warm start; pass force=True "
                    "to warm-start anyway." % (type(self.model).__name__, self.checkpoint, reason))
         if self.verbose:
-            io_utils.print_msg(message)
+            print_msg(message)
         else:
             logging.warning("%s", message)
 
     def _say(self, text: str) -> None:
         if self.verbose:
-            io_utils.print_msg(text)
+            print_msg(text)
         else:
             logging.info("%s", text)
