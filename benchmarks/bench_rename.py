@@ -1,4 +1,4 @@
-"""Rename and warm-start a large TF1 checkpoint: keras-legacy-ckpt vs what users would otherwise do.
+"""Rename a large TF1 checkpoint: keras-legacy-ckpt vs what users would otherwise do.
 
 Builds a TF1 checkpoint (default 1 GB: 64 float32 tensors of 16 MB, written by
 tf.compat.v1.train.Saver), then runs each contender in a fresh process and prints time
@@ -7,8 +7,9 @@ to the peak RSS of a process that only imports TensorFlow:
 
   rename:     the migration guide's recipe | ours, streaming | ours, zero-copy | cp (and cp + sync,
               since ours fsyncs the files it writes)
-  warm start: tf.train.Checkpoint(...).restore of a name-matched checkpoint | klc.warm_start
   planning:   opening and planning a 10,000-variable checkpoint
+
+Warm start against TensorFlow's restore is measured by bench_warm_start.py.
 
 Run: make bench   (or: python benchmarks/bench_rename.py --gb 1 --workdir /tmp/klc-bench)
 The page cache is warm for every contender (each run reads the same files).
@@ -23,15 +24,10 @@ import tempfile
 from fresh_process import WRITE_TF1_CHECKPOINT, files_of, run
 import time
 
-# Before each contender's body: TensorFlow, and a tf.Module with a zero variable named like each tensor.
+# Before each contender's body: TensorFlow (the recipe needs it; the baseline RSS is a bare import of it).
 TF = """
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
-    def module_like(prefix):
-        dtypes = tf.train.load_checkpoint(prefix).get_variable_to_dtype_map()
-        module = tf.Module()
-        module.vars = [tf.Variable(tf.zeros(s, dtypes[n]), name=n) for n, s in tf.train.list_variables(prefix)]
-        return module
 """
 
 CONTENDERS = {
@@ -62,19 +58,6 @@ CONTENDERS = {
         import keras_legacy_ckpt as klc
         start = time.perf_counter()
         klc.rename_checkpoint(args["src"], args["dst"], {"/": "backbone/"}, mode="zero_copy")
-        report(seconds=time.perf_counter() - start)
-    """,
-    "tf.train.Checkpoint restore": """
-        module = module_like(args["src"])
-        start = time.perf_counter()
-        tf.train.Checkpoint(module=module).restore(args["src"]).assert_existing_objects_matched()
-        report(seconds=time.perf_counter() - start)
-    """,
-    "ours, warm_start": """
-        import keras_legacy_ckpt as klc
-        module = module_like(args["src"])
-        start = time.perf_counter()
-        klc.warm_start(module, args["src"])
         report(seconds=time.perf_counter() - start)
     """,
     "ours, plan 10k variables": """
@@ -144,9 +127,6 @@ def main():
         rows.append(("cp of the files", copied, None))
         rows.append(("cp + sync", time.perf_counter() - start, None))
         shutil.rmtree(cp_dir)
-        for name in ("tf.train.Checkpoint restore", "ours, warm_start"):
-            result = run_with_tf(CONTENDERS[name], src=src)
-            rows.append((name, result["seconds"], result["peak_rss_mb"]))
 
         many = os.path.join(workdir, "many", "model.ckpt")
         if not os.path.exists(many + ".index"):

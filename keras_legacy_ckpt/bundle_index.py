@@ -16,14 +16,14 @@ scheme (gs://, ram://, ...) through `tf.io.gfile`.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 import os
 import struct
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import google_crc32c
-import numpy as np
 
 from keras_legacy_ckpt import file_access, table_file
 from keras_legacy_ckpt import _tf_protos as tensor_bundle_pb2
@@ -36,6 +36,9 @@ from keras_legacy_ckpt.table_file import unmask as _unmask
 from keras_legacy_ckpt.table_file import varint as _varint
 
 BUNDLE_VERSION = 1  # TensorFlow's kTensorBundleVersion: a header asking for a newer reader is refused
+if TYPE_CHECKING:
+    import numpy as np  # imported where data is read: listing and checking an index never needs it
+
 # dtypes whose bytes on disk are not the raw tensor memory, so no dtype-size rule applies.
 _ENCODED_DTYPES = (DT_STRING, DT_VARIANT, DT_RESOURCE)
 
@@ -55,7 +58,7 @@ class BundleIndex:
 
     prefix: str
     header: tensor_bundle_pb2.BundleHeaderProto
-    entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto]
+    entries: Mapping[bytes, tensor_bundle_pb2.BundleEntryProto]
     records: Dict[bytes, "Entry"] = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +190,8 @@ def aligned_empty(nbytes: int) -> np.ndarray:
     """A uint8 array of `nbytes` starting on a 64-byte boundary: the kernel copies file data into
     unaligned memory several times slower (4.7x measured on AMD EPYC), and numpy's large arrays start
     16 bytes into a page."""
+    import numpy as np
+
     raw = np.empty(nbytes + 64, np.uint8)
     start = -raw.ctypes.data % 64
     return raw[start:start + nbytes]
@@ -198,6 +203,8 @@ def _preadinto(reader: file_access.Reader, buffer: np.ndarray, offset: int) -> i
     fd = getattr(reader, "fd", None)
     if fd is not None and hasattr(os, "preadv"):
         return os.preadv(fd, [buffer], offset)
+    import numpy as np
+
     chunk = reader.pread(len(buffer), offset)
     buffer[:len(chunk)] = np.frombuffer(chunk, np.uint8)
     return len(chunk)
@@ -314,10 +321,19 @@ def parse_entry(buf: bytes, shapes: Dict[bytes, Tuple[int, ...]]) -> Entry:
         wire, field = tag & 7, tag >> 3
         if wire == 0:
             value = buf[pos]  # an IndexError here is a truncated entry: the caller reports it
-            if value < 0x80:
-                pos += 1
-            else:
-                value, pos = _varint(buf, pos)
+            pos += 1
+            if value >= 0x80:  # a varint decoded inline: offsets and sizes take 2-5 bytes
+                value &= 0x7F
+                shift = 7
+                while True:
+                    byte = buf[pos]
+                    pos += 1
+                    value |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        break
+                    shift += 7
+                    if shift > 63:
+                        raise _Corrupt("a varint is longer than 10 bytes")
             if field == 1:
                 entry.dtype = value
             elif field == 3:
@@ -364,6 +380,8 @@ def decode_strings(raw: bytes, count: int, big_endian: bool) -> Tuple[Optional[L
     (None, 0) when the layout itself is broken. The data: `count` varint64 lengths, 4 bytes of masked
     crc32c of the lengths, the bytes. The entry's crc32c covers each length as a uint32 (a uint64 when
     larger) in the writer's byte order, then the 4 checksum bytes and the string bytes."""
+    import numpy as np
+
     data = np.frombuffer(raw, dtype=np.uint8)
     if count and len(data) >= count and not (data[:count] & 0x80).any():
         lengths = data[:count].astype(np.uint64)  # every length < 128: one byte each (the common case)
@@ -403,17 +421,23 @@ def _describe(key: bytes) -> str:
 
 def tensor_names(index: BundleIndex) -> List[str]:
     """The (non-slice) tensor names, sorted; a name that is not UTF-8 is a clear error."""
-    names = []
-    for key in index.entries:
-        if slice_key_name(key) is not None:
-            continue
-        try:
-            names.append(key.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise LegacyCheckpointError(
-                "Checkpoint %s has a tensor whose name is not UTF-8 (%r); TensorFlow's Python checkpoint APIs "
-                "cannot use it. Nothing was read or written." % (index.prefix, key)) from None
-    return sorted(names)
+    try:
+        # Slice keys start with 0x00, which no tensor name does. (A table's keys are sorted already, so
+        # sorting them is one linear pass.)
+        return sorted(key.decode("utf-8") for key in index.records if key[:1] != _SLICE_KEY_PREFIX)
+    except UnicodeDecodeError:
+        bad = next(k for k in index.records if k[:1] != _SLICE_KEY_PREFIX and not _is_utf8(k))
+        raise LegacyCheckpointError(
+            "Checkpoint %s has a tensor whose name is not UTF-8 (%r); TensorFlow's Python checkpoint APIs "
+            "cannot use it. Nothing was read or written." % (index.prefix, bad)) from None
+
+
+def _is_utf8(key: bytes) -> bool:
+    try:
+        key.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def read_bundle_index(prefix: str) -> BundleIndex:
@@ -430,17 +454,16 @@ def read_bundle_index(prefix: str) -> BundleIndex:
     except OSError as e:
         raise CorruptCheckpointError("Cannot read checkpoint index %s: %s" % (index_path, e)) from e
     header = None
-    entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+    raw: Dict[bytes, bytes] = {}
     records: Dict[bytes, Entry] = {}
     shapes: Dict[bytes, Tuple[int, ...]] = {}
-    parse = tensor_bundle_pb2.BundleEntryProto.FromString
     try:
         for key, value in table_file.table_entries(data):
             try:
                 if key == b"":
                     header = tensor_bundle_pb2.BundleHeaderProto.FromString(value)
                     continue
-                entries[key] = parse(value)
+                raw[key] = value
                 records[key] = parse_entry(value, shapes)
             except Exception as e:  # protobuf's DecodeError has no stable import path; a truncated field
                 raise _Corrupt("the entry of %r is not a valid %s (%s)" % (
@@ -458,9 +481,33 @@ def read_bundle_index(prefix: str) -> BundleIndex:
         raise CorruptCheckpointError(
             "Checkpoint index %s is damaged: %s. Copy the checkpoint again from its source; "
             "if you have no intact copy, the checkpoint cannot be used." % (index_path, e)) from None
-    index = BundleIndex(prefix=prefix, header=header, entries=entries, records=records)
+    index = BundleIndex(prefix=prefix, header=header, entries=_Messages(raw), records=records)
     check_data_files(index)
     return index
+
+
+class _Messages(collections.abc.Mapping):
+    """{key: BundleEntryProto} of an index read from disk, each message parsed when first looked up: listing,
+    checking and reading use the records, and only writers (rename) need the messages."""
+
+    def __init__(self, raw: Dict[bytes, bytes]) -> None:
+        self._raw = raw
+        self._parsed: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+
+    def __getitem__(self, key: bytes) -> tensor_bundle_pb2.BundleEntryProto:
+        message = self._parsed.get(key)
+        if message is None:
+            message = self._parsed[key] = tensor_bundle_pb2.BundleEntryProto.FromString(self._raw[key])
+        return message
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
 
 
 def _metadata_problem(entry: Entry) -> Optional[str]:

@@ -16,9 +16,8 @@ import difflib
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-import numpy as np
 from absl import logging
 
 from keras_legacy_ckpt import checkpoint_kinds, dtypes, file_access
@@ -30,6 +29,7 @@ from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointE
 from keras_legacy_ckpt.progress import Progress, ProgressBar
 
 if TYPE_CHECKING:
+    import numpy as np  # imported where tensors are read: listing and checking never need it
     import tensorflow as tf
 
 # Tensors are read and assigned this many bytes at a time (a tensor larger than this is
@@ -46,9 +46,9 @@ def _tf():
     return tf
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorInfo:
-    """A checkpoint tensor's shape and dtype (TensorFlow's DataType number)."""
+class TensorInfo(NamedTuple):
+    """A checkpoint tensor's shape and dtype (TensorFlow's DataType number). A NamedTuple: a checkpoint of
+    10,000 tensors makes 10,000 of them when it opens."""
 
     shape: Tuple[int, ...]
     dtype_enum: int
@@ -343,6 +343,13 @@ class CheckpointFile:
             self._kept.clear()
             raise
 
+    def slice_count(self, name: str) -> int:
+        """How many slices a tensor TF1 saved partitioned has; 0 for one saved whole."""
+        if self.index is not None:
+            record = self.index.records.get(name.encode("utf-8"))
+            return len(record.slices) if record is not None else 0
+        return len(self.slices_of(name))
+
     def slices_of(self, name: str) -> list:
         """The slices (TensorSliceProto) of a tensor TF1 saved partitioned; [] for one saved whole."""
         if self.index is not None:
@@ -471,6 +478,8 @@ def _writable_memory(tensor: "tf.Tensor") -> Optional[np.ndarray]:
     writes reach TensorFlow's buffer is tested once per process (`_in_place_ok`), and each view
     must be a writable view of memory it does not own, else the caller copies instead.
     """
+    import numpy as np
+
     try:
         view = tensor._numpy()  # pylint: disable=protected-access
     except Exception:  # pylint: disable=broad-except
@@ -485,6 +494,8 @@ def _in_place_ok() -> bool:
     """Whether bytes written through `_writable_memory` are what TensorFlow's kernels then read."""
     global _in_place_works
     if _in_place_works is None:
+        import numpy as np
+
         tf = _tf()
         try:
             with tf.device("CPU:0"):

@@ -130,12 +130,13 @@ def inspect(checkpoint: str) -> str:
     ckpt = CheckpointFile(checkpoint)
     rows, total_bytes, total_params, by_dtype = [], 0, 0, {}
     for name, info in ckpt.tensors.items():
-        slices = len(ckpt.slices_of(name))
+        slices = ckpt.slice_count(name)
+        nbytes, dtype = info.nbytes, info.dtype_name
         total_params += math.prod(info.shape)
-        total_bytes += info.nbytes
-        by_dtype[info.dtype_name] = by_dtype.get(info.dtype_name, 0) + 1
-        rows.append((name, _shape_text(info.shape), info.dtype_name,
-                     human_bytes(info.nbytes) + ("  [%d slices]" % slices if slices else "")))
+        total_bytes += nbytes
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + 1
+        rows.append((name, _shape_text(info.shape), dtype,
+                     human_bytes(nbytes) + ("  [%d slices]" % slices if slices else "")))
     width = max([len(r[0]) for r in rows] + [4])
     lines = ["%-*s  %-16s  %-8s  %s" % (width, "name", "shape", "dtype", "size")]
     lines += ["%-*s  %-16s  %-8s  %s" % (width, *row) for row in rows]

@@ -7,10 +7,7 @@ tests/test_tf_protos.py; bfloat16, float8, int4 and the other narrow floats come
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
-import ml_dtypes
-import numpy as np
+from typing import Any, Dict, Optional
 
 from keras_legacy_ckpt._tf_protos import DT_RESOURCE, DT_STRING, DT_VARIANT
 
@@ -25,7 +22,15 @@ NAMES = {
 ENCODED = frozenset((DT_STRING, DT_RESOURCE, DT_VARIANT))
 
 
-def _numpy_dtypes() -> Dict[int, np.dtype]:
+# Bytes per element, as `tf.as_dtype(enum).size` (numpy is not imported for these: `inspect` never needs it).
+_SIZES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 8: 8, 9: 8, 10: 1, 11: 1, 12: 1, 13: 4, 14: 2, 15: 2, 16: 2, 17: 2,
+          18: 16, 19: 2, 22: 4, 23: 8, 24: 1, 25: 1, 26: 1, 27: 1, 28: 1, 29: 1, 30: 1, 31: 1, 32: 1, 33: 1}
+
+
+def _numpy_dtypes() -> Dict[int, Any]:
+    import ml_dtypes
+    import numpy as np
+
     table = {
         1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 7: object,
         8: np.complex64, 9: np.int64, 10: np.bool_, 17: np.uint16, 18: np.complex128, 19: np.float16,
@@ -41,7 +46,17 @@ def _numpy_dtypes() -> Dict[int, np.dtype]:
     return {enum: np.dtype(kind) for enum, kind in table.items()}
 
 
-NUMPY = _numpy_dtypes()
+_numpy: Optional[Dict[int, Any]] = None
+
+
+def __getattr__(name: str) -> Any:
+    # NUMPY, {enum: numpy dtype}, is built on first use: importing numpy and ml_dtypes takes 0.15 s.
+    global _numpy
+    if name == "NUMPY":
+        if _numpy is None:
+            _numpy = _numpy_dtypes()
+        return _numpy
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 def dtype_name(enum: int) -> str:
@@ -54,5 +69,4 @@ def itemsize(enum: int) -> Optional[int]:
     variants), or None for an unknown dtype."""
     if enum in ENCODED:
         return 0
-    dtype = NUMPY.get(enum)
-    return None if dtype is None else dtype.itemsize
+    return _SIZES.get(enum)
