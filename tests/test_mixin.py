@@ -8,29 +8,11 @@ import tf_keras
 import keras_legacy_ckpt as klc
 from tests import tf1_programs, tf2_models
 from tests.tf1_programs import mlp, v1
-
-
-def bn_always_training(x, training=None):
-    """Updates BN moving statistics whenever it runs (training=True hard-coded)."""
-    with v1.variable_scope("net"):
-        return klc.v1_layers.batch_normalization(x * 3.0 + 1.0, training=True, name="bn")
-
-
-class NoTrainingArg(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
-    warm_up_input_spec = tf.TensorSpec([None, 4])
-
-    def __init__(self):
-        super().__init__()
-        self.calls = tf.Variable(0, name="calls")
-
-    @klc.track_tf1_style_variables
-    def call(self, x):
-        self.calls.assign_add(1)
-        return bn_always_training(x)
+from tests.tf2_models import AlwaysTrainingBN
 
 
 def test_warm_up_creates_weights_from_spec_and_changes_no_value():
-    layer = NoTrainingArg()
+    layer = AlwaysTrainingBN()
     layer.calls.assign(7)
     layer.warm_up()
     names = layer.legacy_variables()

@@ -19,6 +19,7 @@ import tf_keras
 import keras_legacy_ckpt as klc
 from keras_legacy_ckpt import testing
 from tests import tf1_programs, tf2_models
+from tests.tf2_models import AlwaysTrainingBN
 
 v1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -263,24 +264,9 @@ def test_drift_is_caught_on_a_fresh_model_too_and_nothing_is_loaded(unnamed_ckpt
                    if v.shape == value.shape)
 
 
-class AlwaysTrainingBN(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
-    """Unnamed BN hard-coded to training=True, plus a counter: every pass would change both."""
-
-    warm_up_input_spec = tf.TensorSpec([None, 4])
-
-    def __init__(self):
-        super().__init__()
-        self.calls = tf.Variable(0, name="calls")
-
-    @klc.track_tf1_style_variables
-    def call(self, x):
-        self.calls.assign_add(1)
-        return klc.v1_layers.batch_normalization(x * 3.0 + 1.0, training=True)
-
-
 @pytest.mark.parametrize("built_first", [False, True], ids=["warm-up-and-check", "check-only"])
 def test_the_check_pass_changes_no_value(built_first):
-    layer = AlwaysTrainingBN()
+    layer = AlwaysTrainingBN(bn_name=None)
     if built_first:
         layer(tf.ones([2, 4]))
         for v in layer.weights:   # back to the initial statistics, which every pass would move

@@ -49,3 +49,25 @@ class ShimModule(klc.LegacyCheckpointMixin, tf.Module):
 
 def values(target):
     return {name: v.numpy().copy() for name, v in target.legacy_variables().items()}
+
+
+class AlwaysTrainingBN(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
+    """A shim layer whose call takes no `training` and whose batch norm is hard-coded to training=True, plus a
+    call counter: every pass would change both. With `bn_name=None` the batch norm is unnamed and unscoped
+    (TF1 auto-names it); else it is `net/<bn_name>`."""
+
+    warm_up_input_spec = tf.TensorSpec([None, 4])
+
+    def __init__(self, bn_name="bn"):
+        super().__init__()
+        self.bn_name = bn_name
+        self.calls = tf.Variable(0, name="calls")
+
+    @klc.track_tf1_style_variables
+    def call(self, x):
+        self.calls.assign_add(1)
+        if self.bn_name is None:
+            return klc.v1_layers.batch_normalization(x * 3.0 + 1.0, training=True)
+        with tf.compat.v1.variable_scope("net"):
+            return klc.v1_layers.batch_normalization(x * 3.0 + 1.0, training=True, name=self.bn_name)
+
