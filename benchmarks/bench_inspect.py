@@ -24,15 +24,7 @@ import sys
 import tempfile
 import time
 
-from fresh_process import ROOT, WRITE_TF1_CHECKPOINT, run, warm
-
-MAKE_MANY = """
-    import tensorflow as tf
-    names = ["block_%05d/dense/kernel" % i for i in range(10000)]
-    tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.random.uniform([4, 4], seed=i) for i, _ in enumerate(names)])
-    report()
-"""
+from fresh_process import ROOT, build_checkpoints, warm
 
 BLOCKED_CLI = """
 import importlib.abc, runpy, sys
@@ -83,16 +75,7 @@ def main():
     workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-inspect-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        many = os.path.join(workdir, "many", "model.ckpt")
-        if not os.path.exists(many + ".index"):
-            os.makedirs(os.path.dirname(many), exist_ok=True)
-            run(MAKE_MANY, dst=many)
-        count = 64
-        elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
-        large = os.path.join(workdir, "large", "model.ckpt")
-        if not os.path.exists(large + ".index"):
-            os.makedirs(os.path.dirname(large), exist_ok=True)
-            run(WRITE_TF1_CHECKPOINT, dst=large, count=count, elements=elements)
+        many, large, _ = build_checkpoints(workdir, options.gb)
         for title, prefix in (("10,000 tensors of 4x4 float32", many), ("%.1f GB, 65 tensors" % options.gb, large)):
             warm(prefix)
             print("\n%s: wall time of the whole command (median of %d fresh processes)" % (title, options.repeat))

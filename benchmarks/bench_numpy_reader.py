@@ -4,8 +4,7 @@ Two checkpoints written by TensorFlow: 10,000 small tensors (tf.raw_ops.SaveV2, 
 variables writes them) and 1 GB (64 float32 tensors of 16 MB and a global step, tf.compat.v1.train.Saver).
 Each contender runs in a fresh process, `--repeat` times (the median is printed):
 
-  klc:        `import tensorflow` raises in the process; keras_legacy_ckpt.tf1_checkpoint is imported (the
-              package's modules, without its __init__, which imports TensorFlow today), then
+  klc:        `import tensorflow` raises in the process; keras_legacy_ckpt.open_checkpoint is imported, then
               open_checkpoint + keys/shape/dtype of every tensor, then read() of every tensor
   TensorFlow: import tensorflow, then tf.train.load_checkpoint + get_variable_to_shape_map and
               get_variable_to_dtype_map, then get_tensor() of every tensor
@@ -22,21 +21,19 @@ import shutil
 import statistics
 import tempfile
 
-from fresh_process import ROOT, WRITE_TF1_CHECKPOINT, files_of, run, warm
+from fresh_process import ROOT, build_checkpoints, files_of, run, warm
 
 
 KLC = """
-    import importlib.abc, types
+    import importlib.abc
     class NoTensorFlow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("tensorflow", "tf_keras", "keras"):
                 raise ImportError("TensorFlow is blocked in this process")
     sys.meta_path.insert(0, NoTensorFlow())
     start = time.perf_counter()
-    package = types.ModuleType("keras_legacy_ckpt")
-    package.__path__ = [os.path.join(args["root"], "keras_legacy_ckpt")]
-    sys.modules["keras_legacy_ckpt"] = package
-    from keras_legacy_ckpt.tf1_checkpoint import open_checkpoint
+    sys.path.insert(0, args["root"])
+    from keras_legacy_ckpt import open_checkpoint
     imported = time.perf_counter()
     ckpt = open_checkpoint(args["src"])
     info = {name: (ckpt.shape(name), ckpt.dtype(name)) for name in ckpt.keys()}
@@ -66,15 +63,6 @@ TF = """
     report(import_s=imported - start, open_s=opened - imported, read_s=read - opened, tensors=len(info),
            bytes=total)
 """
-
-MAKE_MANY = """
-    import tensorflow as tf
-    names = ["block_%05d/dense/kernel" % i for i in range(10000)]
-    tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.random.uniform([4, 4], seed=i) for i, _ in enumerate(names)])
-    report()
-"""
-
 
 def measure(body, src, repeat):
     runs = [run(body, src=src, root=ROOT) for _ in range(repeat)]
@@ -110,16 +98,8 @@ def main():
     workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-numpy-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        many = os.path.join(workdir, "many", "model.ckpt")
-        if not os.path.exists(many + ".index"):
-            os.makedirs(os.path.dirname(many), exist_ok=True)
-            run(MAKE_MANY, dst=many)
         count = 64
-        elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
-        large = os.path.join(workdir, "large", "model.ckpt")
-        if not os.path.exists(large + ".index"):
-            os.makedirs(os.path.dirname(large), exist_ok=True)
-            run(WRITE_TF1_CHECKPOINT, dst=large, count=count, elements=elements)
+        many, large, elements = build_checkpoints(workdir, options.gb, count)
         for title, prefix in (("10,000 tensors of 4x4 float32", many),
                               ("%d float32 tensors of %.1f MB + global_step (%.2f GB)"
                                % (count, elements * 4 / 1e6, sum(os.path.getsize(f) for f in files_of(large)) / 1e9),

@@ -69,3 +69,29 @@ def warm(prefix: str) -> None:
         with open(path, "rb") as f:
             while f.read(64 << 20):
                 pass
+
+
+# 10,000 small tensors, as a Saver of 10,000 variables writes them (tf.raw_ops.SaveV2), at args["dst"].
+WRITE_MANY_TENSORS = """
+    import tensorflow as tf
+    names = ["block_%05d/dense/kernel" % i for i in range(10000)]
+    tf.raw_ops.SaveV2(prefix=args["dst"], tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.random.uniform([4, 4], seed=i) for i, _ in enumerate(names)])
+    report()
+"""
+
+
+def build_checkpoints(workdir: str, gb: float, count: int = 64) -> tuple:
+    """(prefix of 10,000 small tensors, prefix of `gb` GB in `count` float32 kernels + global step, elements per
+    kernel), written by TensorFlow into `workdir` unless they are there already."""
+    many = os.path.join(workdir, "many", "model.ckpt")
+    if not os.path.exists(many + ".index"):
+        os.makedirs(os.path.dirname(many), exist_ok=True)
+        run(WRITE_MANY_TENSORS, dst=many)
+    elements = int(gb * 1e9 / 4 / count) // 1024 * 1024
+    large = os.path.join(workdir, "large", "model.ckpt")
+    if not os.path.exists(large + ".index"):
+        os.makedirs(os.path.dirname(large), exist_ok=True)
+        run(WRITE_TF1_CHECKPOINT, dst=large, count=count, elements=elements)
+    return many, large, elements
+

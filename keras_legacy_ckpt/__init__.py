@@ -41,8 +41,8 @@ _LAZY = {
     "LegacyCheckpointMixin": "mixin",
     "restore_object_checkpoint": "object_checkpoint",
     "rename_checkpoint": "rename",
-    "VocabInfo": "transforms",
-    "WarmStartReport": "warm_start_report", "suggest_assignment_map": "warm_start",
+    "VocabInfo": "warm_start_plan",
+    "WarmStartReport": "warm_start_report", "suggest_assignment_map": "numpy_warm_start",
 }
 
 

@@ -49,14 +49,15 @@ def _tf():
     return tf
 
 
-def _exists(path: str) -> bool:
+def path_exists(path: str) -> bool:
+    """file_access.exists, False when a remote file system cannot answer."""
     try:
         return file_access.exists(path)
     except OSError:  # an unreadable remote path: nothing there for us
         return False
 
 
-def _isdir(path: str) -> bool:
+def is_directory(path: str) -> bool:
     try:
         return file_access.isdir(path)
     except OSError:
@@ -105,7 +106,7 @@ def v1_file_state(path: str) -> Optional[str]:
 
 
 def _is_file(path: str) -> bool:
-    return _exists(path) and not _isdir(path)
+    return path_exists(path) and not is_directory(path)
 
 
 def v1_checkpoint(prefix: str) -> Optional[str]:
@@ -146,7 +147,7 @@ def v1_shard_files(checkpoint: str) -> List[str]:
         return [checkpoint]
     count = int(pattern.group(2))
     expected = ["%s-%05d-of-%05d" % (pattern.group(1), i, count) for i in range(count)]
-    missing = [p for p in expected if not _exists(p)]
+    missing = [p for p in expected if not path_exists(p)]
     if missing:
         raise CorruptCheckpointError(
             "V1 checkpoint %s has %d shards, but %s %s missing. Copy every shard of the checkpoint."
@@ -207,12 +208,12 @@ def v1_slices(files: Sequence[str]) -> Dict[str, list]:
 
 
 def _saved_model_message(directory: str) -> str:
-    keras = _exists(os.path.join(directory, "keras_metadata.pb"))
+    keras = path_exists(os.path.join(directory, "keras_metadata.pb"))
     message = ("%s is a SavedModel directory (it holds saved_model.pb), not a TF1 name-based checkpoint. Load it with "
                "tf.saved_model.load(%r)%s." % (directory, directory, " or, since Keras saved it, "
                                                "tf_keras.models.load_model(%r)" % directory if keras else ""))
     variables = os.path.join(directory, "variables", "variables")
-    if _exists(variables + ".index"):
+    if path_exists(variables + ".index"):
         try:
             names = [n for n, _ in _tf().train.list_variables(variables)]
         except Exception:  # an unreadable variables checkpoint: the advice above stands
@@ -235,7 +236,7 @@ def _keras_message(path: str, container: str) -> str:
 def object_based_message(prefix: str) -> str:
     parent = os.path.dirname(os.path.dirname(prefix))
     if (prefix.rstrip("/").endswith("variables/variables")
-            and _exists(os.path.join(parent, "saved_model.pb"))):
+            and path_exists(os.path.join(parent, "saved_model.pb"))):
         return ("%s is the variables checkpoint of the SavedModel %s: an object-based (TF2) checkpoint, not a TF1 "
                 "name-based one. Load the SavedModel with tf.saved_model.load(%r)." % (prefix, parent, parent))
     return ("%s is an object-based (TF2) checkpoint, written by tf.train.Checkpoint or Keras' save_weights (it has "
@@ -255,14 +256,14 @@ def is_object_based(names: Sequence[str]) -> bool:
 
 def refuse_other_kinds(path: str) -> None:
     """Raises CheckpointNotFoundError if `path` is a SavedModel or a Keras file."""
-    if _isdir(path):
-        if _exists(os.path.join(path, "saved_model.pb")) or _exists(os.path.join(path, "saved_model.pbtxt")):
+    if is_directory(path):
+        if path_exists(os.path.join(path, "saved_model.pb")) or path_exists(os.path.join(path, "saved_model.pbtxt")):
             raise CheckpointNotFoundError(_saved_model_message(path))
         return
     name = path.rstrip("/").rpartition("/")[2]
-    if name in ("saved_model.pb", "saved_model.pbtxt") and _exists(path):
+    if name in ("saved_model.pb", "saved_model.pbtxt") and path_exists(path):
         raise CheckpointNotFoundError(_saved_model_message(os.path.dirname(path) or "."))
-    if not _exists(path):
+    if not path_exists(path):
         return
     head, _, _ = _head_and_tail(path, 8)
     if head.startswith(_HDF5_MAGIC) or (name.endswith((".h5", ".hdf5")) and not head):
@@ -291,7 +292,7 @@ def missing_data_message(prefix: str) -> Optional[str]:
     if data:
         return ("Checkpoint %s is incomplete: its data file(s) %s exist but %s.index does not. Copy the .index "
                 "file along with the .data-* files." % (prefix, ", ".join(data[:3]), prefix))
-    if _exists(prefix + ".meta"):
+    if path_exists(prefix + ".meta"):
         return ("%s is a MetaGraph (the graph definition a TF1 Saver writes beside its checkpoint), and its "
                 "checkpoint data is missing: there is no %s.index and .data-* (V2 format) and no V1 file %s. A "
                 ".meta file holds no variable values: copy the checkpoint's .index and .data-* files (or its V1 "
@@ -314,7 +315,7 @@ def read_state_file(directory: str) -> Optional[StateFile]:
     from google.protobuf import text_format
 
     path = os.path.join(directory, "checkpoint")
-    if not _exists(path) or _isdir(path):
+    if not path_exists(path) or is_directory(path):
         return None
     try:
         text = file_access.read_file(path).decode("utf-8", "replace")
@@ -356,7 +357,7 @@ def v1_candidates(directory: str, names: Sequence[str]) -> List[str]:
         if probes > _MAX_V1_PROBES:
             break
         path = os.path.join(directory, name)
-        if v1_file_state(path) == "v1" and not _isdir(path):
+        if v1_file_state(path) == "v1" and not is_directory(path):
             found.append(os.path.join(directory, key))
     return found
 

@@ -85,20 +85,6 @@ def _prefixes_in(directory: str) -> List[str]:
     return sorted(found, key=checkpoint_kinds.natural_key)
 
 
-def _exists(path: str) -> bool:
-    try:
-        return file_access.exists(path)
-    except OSError:  # an unreadable remote path: nothing there for us
-        return False
-
-
-def _isdir(path: str) -> bool:
-    try:
-        return file_access.isdir(path)
-    except OSError:
-        return False
-
-
 def _listdir(path: str) -> List[str]:
     try:
         return file_access.listdir(path)
@@ -134,13 +120,13 @@ def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
     found = None if path.endswith("/") else _checkpoint_at(prefix)
     if found is not None:
         return found
-    if _isdir(path):
+    if checkpoint_kinds.is_directory(path):
         return _resolve_directory(path)
     incomplete = checkpoint_kinds.missing_data_message(prefix)
     if incomplete:
         raise CheckpointNotFoundError(incomplete)
     for candidate in dict.fromkeys((path, prefix)):
-        if _exists(candidate) and not _isdir(candidate):
+        if checkpoint_kinds.path_exists(candidate) and not checkpoint_kinds.is_directory(candidate):
             raise CheckpointNotFoundError(
                 "%s is a file but not a TF1 checkpoint: there is no %s.index beside it (the V2 format), and it "
                 "is not a V1 checkpoint file (what Saver(write_version=SaverDef.V1) writes: a table file). Pass a "
@@ -156,7 +142,7 @@ def _resolve(checkpoint: "str | os.PathLike[str]") -> Tuple[str, str]:
 
 def _checkpoint_at(prefix: str) -> Optional[Tuple[str, str]]:
     """(prefix, format) if a V2 (`prefix.index`) or V1 checkpoint is at `prefix`, else None."""
-    if _exists(prefix + ".index"):
+    if checkpoint_kinds.path_exists(prefix + ".index"):
         return prefix, "V2"
     v1 = checkpoint_kinds.v1_checkpoint(prefix)
     if v1 is None:
@@ -167,9 +153,9 @@ def _checkpoint_at(prefix: str) -> Optional[Tuple[str, str]]:
 
 
 def _same_directory(a: str, b: str) -> bool:
-    if "://" in a or "://" in b:
-        return checkpoint_kinds.same_path(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
+    if file_access.is_local(a) and file_access.is_local(b):  # "/x" and "file:///x" are one place
+        return os.path.realpath(file_access.local_path(a)) == os.path.realpath(file_access.local_path(b))
+    return checkpoint_kinds.same_path(a, b)
 
 
 def _resolve_directory(path: str) -> Tuple[str, str]:

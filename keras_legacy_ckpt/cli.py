@@ -167,7 +167,16 @@ def _model_names(spec: str) -> Dict[str, Optional[Tuple[int, ...]]]:
                                      % (spec, number, line.strip()))
                 names[name] = shape
         return names
-    return {name: info.shape for name, info in CheckpointFile(spec).tensors.items()}
+    from keras_legacy_ckpt.errors import CheckpointNotFoundError
+
+    try:
+        return {name: info.shape for name, info in CheckpointFile(spec).tensors.items()}
+    except CheckpointNotFoundError as e:
+        if not os.path.exists(spec) and not spec.endswith("/"):
+            raise CheckpointNotFoundError("--model %s: there is no such names file, and it is not a checkpoint either "
+                                          "(%s). Pass a text file with one 'name [dim,dim,...]' per line, or a "
+                                          "checkpoint whose keys are the model's names." % (spec, e)) from None
+        raise
 
 
 def _mapping_from_flags():

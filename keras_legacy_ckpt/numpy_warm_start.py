@@ -40,6 +40,7 @@ Options on the numpy route:
 from __future__ import annotations
 
 import collections
+import importlib
 import dataclasses
 import inspect
 import math
@@ -52,24 +53,29 @@ import ml_dtypes
 import numpy as np
 
 from keras_legacy_ckpt import resume
-from keras_legacy_ckpt.assignment_map import Match, NameMapping, compile_patterns, plan_assignment_map
+from keras_legacy_ckpt.assignment_map import (Match, NameMapping, SuggestedMap, compile_patterns, plan_assignment_map,
+                                              suggest_map)
 from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError, DTypeMismatchError,
                                       DuplicateVariableNameError, LegacyCheckpointError, MissingVariablesError)
 from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
 from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.warm_start_plan import (WARM_START_OPTIONS, check_options, check_rules_match,
                                                dtype_mismatch_error, missing_message, moving_averages,
-                                               nothing_loaded_message, shape_mismatch_error)
+                                               nothing_loaded_message, part_layout, shape_mismatch_error)
 from keras_legacy_ckpt.warm_start_report import WarmStartReport
 
 __all__ = ["WARM_START_OPTIONS", "check_options", "uses_numpy_route", "warm_start", "warm_start_numpy"]
 
 DEFAULT_BATCH_BYTES = 64 * 1024 * 1024  # checkpoint_reader.DEFAULT_BATCH_BYTES
 _AVAILABLE = False  # check_available found TensorFlow or Keras
+# Options the numpy route does not support yet: what each does, and what to do instead.
 _UNSUPPORTED = {
-    "optimizer_state": "migrating the TF1 optimizer's slots",
-    "vocab_remap": "remapping vocabulary rows",
-    "mod_partitioned": "reordering 'mod'-partitioned embedding rows",
+    "optimizer_state": ("migrating the TF1 optimizer's slots", "warm-start the weights alone (the optimizer then "
+                        "starts fresh)"),
+    "vocab_remap": ("remapping vocabulary rows", "remap the rows once with the TensorFlow backend and save the "
+                    "weights, or warm-start the other variables (ignore=[...] the remapped one)"),
+    "mod_partitioned": ("reordering 'mod'-partitioned embedding rows", "reorder the rows once with the TensorFlow "
+                        "backend and save the weights"),
 }
 
 
@@ -114,15 +120,41 @@ def warm_start(target: Any, checkpoint: "str | os.PathLike[str]", assignment_map
     """
     if uses_numpy_route(target):
         return warm_start_numpy(target, checkpoint, assignment_map, **options)
+    return _tensorflow_route(target, "warm_start", "Warm-starting")(target, checkpoint, assignment_map, **options)
+
+
+def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
+                           sample_input: Any = None) -> SuggestedMap:
+    """Proposes the assignment map that loads `checkpoint` into `target`, and what it leaves out.
+
+    ```python
+    suggestion = klc.suggest_assignment_map(model, "/old/model.ckpt-1000")
+    suggestion.assignment_map   # e.g. {"/": "backbone/"}
+    suggestion.unmatched        # model variables that would get nothing
+    ```
+
+    Keras 3 models on the JAX, torch or numpy backend without TensorFlow, as `warm_start`.
+    """
+    if not uses_numpy_route(target):
+        return _tensorflow_route(target, "suggest_assignment_map", "Suggesting a map for")(
+            target, checkpoint, sample_input=sample_input)
+    with open_checkpoint(checkpoint) as ckpt:
+        _warm_up(target, sample_input)
+        model = {name: tuple(int(d) for d in v.shape) for name, v in _variables_by_name(target).items()}
+        return suggest_map(model, {key: ckpt.shape(key) for key in ckpt.keys()})
+
+
+def _tensorflow_route(target: Any, name: str, doing: str) -> Callable[..., Any]:
+    """keras_legacy_ckpt.warm_start's function `name`, or a clear error when TensorFlow cannot be imported."""
     try:
-        from keras_legacy_ckpt.warm_start import warm_start as tensorflow_warm_start
+        module = importlib.import_module("keras_legacy_ckpt.warm_start")
     except ImportError as e:
         raise LegacyCheckpointError(
-            "Warm-starting a %s needs TensorFlow, which cannot be imported here (%s). Without TensorFlow, "
-            "klc.warm_start loads Keras 3 models on the JAX, torch or numpy backend only (set KERAS_BACKEND=jax "
-            "before importing keras); tf_keras models, tf.Modules and Keras 3 on the TensorFlow backend need "
-            "`pip install tensorflow`." % (type(target).__name__, e)) from e
-    return tensorflow_warm_start(target, checkpoint, assignment_map, **options)
+            "%s a %s needs TensorFlow, which cannot be imported here (%s). Without TensorFlow, klc.warm_start and "
+            "klc.suggest_assignment_map take Keras 3 models on the JAX, torch or numpy backend only (set "
+            "KERAS_BACKEND=jax before importing keras); tf_keras models, tf.Modules and Keras 3 on the TensorFlow "
+            "backend need `pip install tensorflow`." % (doing, type(target).__name__, e)) from e
+    return getattr(module, name)
 
 
 def check_available() -> None:
@@ -159,10 +191,10 @@ def _unsupported_options(backend: str, optimizer_state: Any, vocab_remap: Any, m
                                                                   and not value)]
     if given:
         raise LegacyCheckpointError(
-            "%s (%s) is not supported on the %s backend yet; nothing was assigned. Warm-start the weights without "
-            "it (the optimizer then starts fresh), or run this model on Keras 3's TensorFlow backend "
-            "(KERAS_BACKEND=tensorflow), where klc.warm_start supports it."
-            % (", ".join(given), "; ".join(_UNSUPPORTED[n] for n in given), backend))
+            "%s is not supported on the %s backend yet; nothing was assigned. Instead: %s; or run this model on "
+            "Keras 3's TensorFlow backend (KERAS_BACKEND=tensorflow), where klc.warm_start supports it."
+            % (", ".join("%s (%s)" % (n, _UNSUPPORTED[n][0]) for n in given), backend,
+               "; ".join(_UNSUPPORTED[n][1] for n in given)))
 
 
 # --- transpose and reshape in numpy ---------------------------------------------------------------------
@@ -433,7 +465,9 @@ def _variables_by_name(target: Any) -> Dict[str, Any]:
                  % (name, len(vs), ", ".join(str(tuple(v.shape)) for v in vs)) for name, vs in sorted(clashes.items())]
         raise DuplicateVariableNameError(
             "%s has %d variable path(s) shared by more than one variable, so a TF1 checkpoint cannot tell them "
-            "apart:\n%s\nGive the layers distinct names." % (type(target).__name__, len(clashes), "\n".join(lines)))
+            "apart:\n%s\nGive the layers distinct names, or warm-start each part on its own (klc.warm_start(tower, "
+            "...) for a sub-model or layer whose paths are unique)." % (type(target).__name__, len(clashes),
+                                                                       "\n".join(lines)))
     return {name: vs[0] for name, vs in by_name.items()}
 
 
@@ -538,21 +572,14 @@ def _checked_requests(matches: List[Match], variables: Dict[str, Any], ckpt: TF1
 
 def _part_indices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Optional[Tuple[slice, ...]]]]:
     """The numpy index of each part in the tensor (None: the whole tensor), or None if they cannot tile it."""
+    layout = part_layout(full, shapes)
+    if layout is None:
+        return None
     if len(shapes) == 1:
-        return [None] if shapes[0] == tuple(full) else None
-    if any(len(s) != len(full) for s in shapes):
-        return None
-    axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, full)) if a != b}
-    axis = axes.pop() if len(axes) == 1 else 0
-    if axes or any(s[i] != full[i] for s in shapes for i in range(len(full)) if i != axis):
-        return None
-    if sum(s[axis] for s in shapes) != full[axis]:
-        return None
-    indices, start = [], 0
-    for s in shapes:
-        indices.append(tuple(slice(start, start + s[axis]) if i == axis else slice(None) for i in range(len(full))))
-        start += s[axis]
-    return indices
+        return [None]
+    axis, starts = layout
+    return [tuple(slice(start, start + s[axis]) if i == axis else slice(None) for i in range(len(full)))
+            for s, start in zip(shapes, starts)]
 
 
 def _read_check_and_assign(ckpt: TF1Checkpoint, requests: List[_Request], overflow: Dict[str, np.dtype],

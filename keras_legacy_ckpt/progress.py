@@ -14,6 +14,7 @@ with klc.progress.ProgressBar("export", verbose=1) as bar:
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Callable, Optional, TextIO
 
@@ -44,8 +45,10 @@ class ProgressBar:
                 return
             from tqdm import tqdm
 
+            # A pseudo-terminal without a size (script, some CI consoles) reports 0 columns: 80 then.
+            columns = shutil.get_terminal_size((80, 24)).columns or 80
             self._bar = tqdm(total=total, desc=self.description, unit="B", unit_scale=True, unit_divisor=1024,
-                             file=self.stream or sys.stderr, leave=True, dynamic_ncols=True)
+                             file=self.stream or sys.stderr, leave=True, ncols=columns)
         self._bar.update(done - self._shown)
         self._shown = done
         if done >= total:

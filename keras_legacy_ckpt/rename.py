@@ -155,7 +155,9 @@ def plan_rename(src: "str | os.PathLike[str]", mapping: NameMapping, *, exclude:
     transposes = _with_slots(_per_tensor_rules(transpose, renames.values(), "transpose"), renames, sources_of)
     reshapes = _with_slots(_per_tensor_rules(reshape, renames.values(), "reshape"), renames, sources_of)
     for new in set(transposes) | set(reshapes):
-        _check_transform(index, sources_of[new], new, transposes.get(new), reshapes.get(new))
+        resolved = _check_transform(index, sources_of[new], new, transposes.get(new), reshapes.get(new))
+        if resolved is not None:
+            reshapes[new] = resolved  # -1 resolved
     return RenamePlan(index, renames, dropped, transposes, reshapes, v1, v1_reads)
 
 
@@ -194,7 +196,8 @@ def _v1_as_bundle(ckpt: CheckpointFile) -> Tuple[BundleIndex, Dict[bytes, ReadRe
 
 
 def _check_transform(index: BundleIndex, old: str, new: str, perm: Optional[Tuple[int, ...]],
-                     shape: Optional[Tuple[int, ...]]) -> None:
+                     shape: Optional[Tuple[int, ...]]) -> Optional[Tuple[int, ...]]:
+    """Checks a tensor's transpose and reshape; returns the reshape's shape with a -1 resolved (or None)."""
     entry = index.entries[old.encode("utf-8")]
     dims = [d.size for d in entry.shape.dim]
     if entry.slices:
@@ -207,9 +210,20 @@ def _check_transform(index: BundleIndex, old: str, new: str, perm: Optional[Tupl
             raise AssignmentMapError("Transpose permutation %r for %r (renamed %r, shape %s) is not a permutation "
                                      "of its %d axes." % (perm, old, new, tuple(dims), len(dims)))
         dims = [dims[i] for i in perm]
-    if shape is not None and int(np.prod(shape, dtype=np.int64)) != int(np.prod(dims, dtype=np.int64)):
-        raise AssignmentMapError("Cannot reshape %r (renamed %r) of shape %s to %s: the element counts differ."
-                                 % (old, new, tuple(dims), tuple(shape)))
+    if shape is None:
+        return None
+    count = math.prod(dims)
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    known = math.prod(d for d in shape if d != -1)
+    if len(unknown) > 1 or any(d < -1 for d in shape):
+        raise AssignmentMapError("Cannot reshape %r (renamed %r) to %s: a shape has sizes >= 0 and at most one -1."
+                                 % (old, new, tuple(shape)))
+    if unknown and known and count % known == 0:
+        shape = tuple(count // known if d == -1 else d for d in shape)
+    if math.prod(shape) != count:
+        raise AssignmentMapError("Cannot reshape %r (renamed %r) of shape %s (%d elements) to %s: the element counts "
+                                 "differ." % (old, new, tuple(dims), count, tuple(shape)))
+    return tuple(shape)
 
 
 def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", mapping: NameMapping, *,

@@ -12,50 +12,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from keras_legacy_ckpt.assignment_map import compile_patterns
 from keras_legacy_ckpt.errors import AssignmentMapError
-from keras_legacy_ckpt.warm_start_plan import check_rules_match
+from keras_legacy_ckpt.warm_start_plan import VocabInfo, check_rules_match, check_vocab_remap  # noqa: F401
 
 Shape = Tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class VocabInfo:
-    """How to remap the rows (or columns) of an embedding whose vocabulary changed.
-
-    The semantics of `tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`:
-    the variable's size along `axis`, minus `num_oov_buckets`, is its vocabulary size, the
-    first words of `new_vocab`. Each of those words takes the checkpoint's row of the same
-    word in `old_vocab` (its first `old_vocab_size` words; -1 for all). Rows of new words
-    and of the OOV buckets (the last `num_oov_buckets`) take `backup_initializer`'s values
-    (zeros when None), not the variable's starting value.
-
-    ```python
-    klc.warm_start(model, ckpt, vocab_remap={
-        "embeddings/words": klc.VocabInfo("new_vocab.txt", "old_vocab.txt", num_oov_buckets=1)})
-    ```
-
-    Args:
-        new_vocab: the new vocabulary file, one word a line (any tf.io.gfile path).
-        old_vocab: the vocabulary file the checkpoint was trained with.
-        old_vocab_size: how many words of `old_vocab` the checkpoint has rows for; -1: all.
-        num_oov_buckets: out-of-vocabulary rows after the vocabulary in the variable.
-        backup_initializer: a callable(shape, dtype) for rows with no checkpoint row; it is
-            called once with the variable's whole shape and those rows are taken from it.
-        axis: 0 to remap rows (embeddings), 1 to remap columns (an output layer's classes).
-    """
-
-    new_vocab: str
-    old_vocab: str
-    old_vocab_size: int = -1
-    num_oov_buckets: int = 0
-    backup_initializer: Optional[Callable[..., Any]] = None
-    axis: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +47,7 @@ class Transforms:
                            zip(compile_patterns(list(self.transpose), "transpose"), self.transpose.values())]
         self._reshape = [(p, tuple(int(d) for d in shape)) for p, shape in
                          zip(compile_patterns(list(self.reshape), "reshape"), self.reshape.values())]
-        for name, info in self.vocab_remap.items():
-            if not isinstance(info, VocabInfo):
-                raise AssignmentMapError("vocab_remap[%r] must be a klc.VocabInfo, got %r." % (name, info))
-            if info.axis not in (0, 1):
-                raise AssignmentMapError("vocab_remap[%r]: axis must be 0 (rows) or 1 (columns), got %r."
-                                         % (name, info.axis))
+        check_vocab_remap(self.vocab_remap)
 
     def __bool__(self) -> bool:
         return bool(self.transpose or self.reshape or self.vocab_remap)

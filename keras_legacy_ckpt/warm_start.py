@@ -21,7 +21,7 @@ from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError,
 from keras_legacy_ckpt.mixin import default_legacy_name, legacy_variables_of, warm_up_target
 from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.warm_start_plan import (check_options, dtype_mismatch_error, missing_message, moving_averages,
-                                               nothing_loaded_message, shape_mismatch_error)
+                                               nothing_loaded_message, part_layout, shape_mismatch_error)
 from keras_legacy_ckpt.transforms import Transforms, VocabInfo
 
 _STEP_TENSOR = re.compile(r"(^|/)(beta1_power|beta2_power|global_step)$")
@@ -401,23 +401,13 @@ def _joined_shape(shapes: List[Tuple[int, ...]]) -> Tuple[int, ...]:
 
 def _part_slices(full: Tuple[int, ...], shapes: List[Tuple[int, ...]]) -> Optional[List[Tuple[str, int]]]:
     """(shape-and-slice spec, element count) for each part, or None if they cannot tile `full`."""
+    layout = part_layout(full, shapes)
+    if layout is None:
+        return None
     if len(shapes) == 1:
-        if shapes[0] != full:
-            return None
         return [("", math.prod(full))]
-    if any(len(s) != len(full) for s in shapes):
-        return None
-    axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, full)) if a != b}
-    axis = axes.pop() if len(axes) == 1 else 0
-    if axes or any(s[i] != full[i] for s in shapes for i in range(len(full)) if i != axis):
-        return None
-    if sum(s[axis] for s in shapes) != full[axis]:
-        return None
-    slices, start = [], 0
-    for s in shapes:
-        slices.append((slice_spec(full, axis, start, s[axis]), math.prod(s)))
-        start += s[axis]
-    return slices
+    axis, starts = layout
+    return [(slice_spec(full, axis, start, s[axis]), math.prod(s)) for s, start in zip(shapes, starts)]
 
 
 def _read_and_assign(ckpt: CheckpointFile, requests: List[Tuple[Any, ReadRequest, Optional[Transform]]],

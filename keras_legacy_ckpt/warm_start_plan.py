@@ -10,10 +10,10 @@ two check the same things and word their errors the same way. Checkpoints are gi
 from __future__ import annotations
 
 import collections
+import dataclasses
 import difflib
 import re
-import sys
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from keras_legacy_ckpt.assignment_map import Match, NameMapping, _scopes_of, compile_patterns, forward_mapper, suggest_map
 from keras_legacy_ckpt.checkpoint_reader import closest_keys
@@ -50,13 +50,16 @@ def check_options(assignment_map: NameMapping, *, ignore: Iterable[str] = (), on
     compile_patterns(ignore, "ignore")
     compile_patterns(mod_partitioned, "mod_partitioned")
     check_transform_rules(transpose or {}, reshape or {})
-    if vocab_remap:
-        # A klc.VocabInfo comes from keras_legacy_ckpt.transforms (TensorFlow): imported already if there is one.
-        transforms = sys.modules.get("keras_legacy_ckpt.transforms")
-        if transforms is None:
-            name, info = next(iter(vocab_remap.items()))
+    check_vocab_remap(vocab_remap or {})
+
+
+def check_vocab_remap(vocab_remap: Mapping[str, Any]) -> None:
+    for name, info in vocab_remap.items():
+        if not isinstance(info, VocabInfo):
             raise AssignmentMapError("vocab_remap[%r] must be a klc.VocabInfo, got %r." % (name, info))
-        transforms.Transforms({}, {}, vocab_remap)
+        if info.axis not in (0, 1):
+            raise AssignmentMapError("vocab_remap[%r]: axis must be 0 (rows) or 1 (columns), got %r."
+                                     % (name, info.axis))
 
 
 def check_transform_rules(transpose: Mapping[str, Sequence[int]], reshape: Mapping[str, Sequence[int]]) -> None:
@@ -97,6 +100,65 @@ def dtype_mismatch_error(problems: List[str], unsafe_cast_like: str) -> DTypeMis
         "pass on_dtype_mismatch=\"cast\" to convert float -> float and int -> wider int (reported), "
         "on_dtype_mismatch=\"unsafe_cast\" to cast any numeric pair as %s does (it may wrap, "
         "truncate or drop imaginary parts), or ignore=[...]." % (len(problems), "\n".join(problems), unsafe_cast_like))
+
+
+def part_layout(full: Sequence[int], shapes: List[Tuple[int, ...]]) -> Optional[Tuple[int, List[int]]]:
+    """How the parts of a partitioned variable (shapes `shapes`, in order) tile a checkpoint tensor of shape
+    `full`: (the axis they split, each part's start along it), or None if they do not tile it. One part must be
+    the whole tensor: (0, [0])."""
+    full = tuple(full)
+    if len(shapes) == 1:
+        return (0, [0]) if tuple(shapes[0]) == full else None
+    if any(len(s) != len(full) for s in shapes):
+        return None
+    axes = {i for s in shapes for i, (a, b) in enumerate(zip(s, full)) if a != b}
+    axis = axes.pop() if len(axes) == 1 else 0
+    if axes or any(s[i] != full[i] for s in shapes for i in range(len(full)) if i != axis):
+        return None
+    if sum(s[axis] for s in shapes) != full[axis]:
+        return None
+    starts, start = [], 0
+    for s in shapes:
+        starts.append(start)
+        start += s[axis]
+    return axis, starts
+
+
+# --- vocabulary remaps ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class VocabInfo:
+    """How to remap the rows (or columns) of an embedding whose vocabulary changed.
+
+    The semantics of `tf.compat.v1.train.VocabInfo` in `tf.compat.v1.train.warm_start`:
+    the variable's size along `axis`, minus `num_oov_buckets`, is its vocabulary size, the
+    first words of `new_vocab`. Each of those words takes the checkpoint's row of the same
+    word in `old_vocab` (its first `old_vocab_size` words; -1 for all). Rows of new words
+    and of the OOV buckets (the last `num_oov_buckets`) take `backup_initializer`'s values
+    (zeros when None), not the variable's starting value.
+
+    ```python
+    klc.warm_start(model, ckpt, vocab_remap={
+        "embeddings/words": klc.VocabInfo("new_vocab.txt", "old_vocab.txt", num_oov_buckets=1)})
+    ```
+
+    Args:
+        new_vocab: the new vocabulary file, one word a line (any tf.io.gfile path).
+        old_vocab: the vocabulary file the checkpoint was trained with.
+        old_vocab_size: how many words of `old_vocab` the checkpoint has rows for; -1: all.
+        num_oov_buckets: out-of-vocabulary rows after the vocabulary in the variable.
+        backup_initializer: a callable(shape, dtype) for rows with no checkpoint row; it is
+            called once with the variable's whole shape and those rows are taken from it.
+        axis: 0 to remap rows (embeddings), 1 to remap columns (an output layer's classes).
+    """
+
+    new_vocab: str
+    old_vocab: str
+    old_vocab_size: int = -1
+    num_oov_buckets: int = 0
+    backup_initializer: Optional[Callable[..., Any]] = None
+    axis: int = 0
+
 
 
 # --- moving averages -------------------------------------------------------------------------------

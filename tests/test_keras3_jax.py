@@ -180,6 +180,11 @@ CHILD = textwrap.dedent(r'''
     out["nothing_loaded"] = error_of(lambda: klc.warm_start(fresh, prefix, {"nett/": "net/"}, strict=False), fresh)
     out["optimizer_state"] = error_of(lambda: klc.warm_start(fresh, prefix, optimizer_state=True), fresh)
     out["not_keras3"] = error_of(lambda: klc.warm_start(object(), prefix))
+    out["vocab_remap"] = error_of(lambda: klc.warm_start(fresh, prefix, vocab_remap={
+        "net/hidden/kernel": klc.VocabInfo("new.txt", "old.txt")}), fresh)
+    out["mod_partitioned"] = error_of(lambda: klc.warm_start(fresh, prefix, mod_partitioned=["hidden"]), fresh)
+    out["suggested"] = repr(klc.suggest_assignment_map(fresh, prefix).assignment_map)
+    out["suggest_not_keras3"] = error_of(lambda: klc.suggest_assignment_map(object(), prefix))
     out["not_found"] = error_of(lambda: klc.warm_start(fresh, request["root"] + "/no/such/model.ckpt-1"), fresh)
     out["bad_callback_option"] = error_of(lambda: WarmStartFromTF1(prefix, on_dtype_mismatch="bogus"))
 
@@ -342,6 +347,13 @@ def test_shape_and_missing_variable_errors_change_nothing(jax_run):
     error = out["optimizer_state"]
     assert error["type"] == "LegacyCheckpointError" and error["unchanged"]
     assert "optimizer_state" in error["message"] and "not supported on the jax backend" in error["message"]
+    for option, hint in (("vocab_remap", "remap the rows once"), ("mod_partitioned", "reorder the rows once")):
+        error = out[option]
+        assert error["type"] == "LegacyCheckpointError" and error["unchanged"], error
+        assert option in error["message"] and hint in error["message"] and "optimizer then" not in error["message"]
+    assert out["suggested"] in ("None", "{'/': '/'}", "{}") or "net/" in out["suggested"], out["suggested"]
+    assert out["suggest_not_keras3"]["type"] == "LegacyCheckpointError"
+    assert "needs TensorFlow" in out["suggest_not_keras3"]["message"]
     error = out["not_keras3"]
     assert error["type"] == "LegacyCheckpointError" and "needs TensorFlow" in error["message"]
     assert "KERAS_BACKEND=jax" in error["message"]

@@ -339,3 +339,23 @@ def test_transpose_of_a_tensor_over_2_gib(tmp_path):
             assert np.array_equal(actual[start:start + 1000], expected[:, start:start + 1000].T)
     finally:
         shutil.rmtree(str(tmp_path), ignore_errors=True)  # pytest would keep 4.4 GB around
+
+
+def test_reshape_with_minus_one_in_rename_and_export(mlp_ckpt, tmp_path):
+    """-1 in a reshape takes the rest of the elements, in rename and export as in warm_start; slots follow."""
+    from safetensors.numpy import load_file
+
+    prefix, values = mlp_ckpt
+    dst = str(tmp_path / "r" / "model.ckpt")
+    klc.rename_checkpoint(prefix, dst, None, reshape={"logits/kernel$": (-1,)}, mode="stream")
+    reader = tf.train.load_checkpoint(dst)
+    for name in ("net/logits/kernel", "net/logits/kernel/Adam", "net/logits/kernel/Adam_1"):
+        np.testing.assert_array_equal(reader.get_tensor(name), values[name].reshape(-1))
+    exported = str(tmp_path / "m.safetensors")
+    klc.export_safetensors(prefix, exported, reshape={"logits/kernel$": (2, -1)}, exclude=["Adam", "power$"])
+    kernel = values["net/logits/kernel"]
+    np.testing.assert_array_equal(load_file(exported)["net/logits/kernel"], kernel.reshape(2, -1))
+    with pytest.raises(klc.AssignmentMapError, match="element counts differ"):
+        klc.rename_checkpoint(prefix, str(tmp_path / "bad" / "m"), None, reshape={"logits/kernel$": (4, -1)})
+    with pytest.raises(klc.AssignmentMapError, match="at most one -1"):
+        klc.rename_checkpoint(prefix, str(tmp_path / "bad" / "m"), None, reshape={"logits/kernel$": (-1, -1)})
