@@ -23,35 +23,7 @@ from tests.tf1_programs import mlp, v1
 V1_FORMAT = v1.train.SaverDef.V1
 
 
-def save_tf1(directory, network=mlp, input_dim=5, *, write_version=v1.train.SaverDef.V2, name="model.ckpt",
-             global_step=True, sharded=False, steps=3, seed=0, also_v2_in=None):
-    """A TF1 graph program (variable scopes, v1 layers, Adam, a global step) trained a few steps and
-    saved by tf.compat.v1.train.Saver; returns the path the Saver returned. With `also_v2_in`, the
-    same session is also saved in the V2 format there, and both paths are returned."""
-    os.makedirs(directory, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(16, input_dim)).astype(np.float32)
-    y = rng.integers(0, 3, size=16)
-    with tf.Graph().as_default():
-        v1.set_random_seed(seed)
-        inputs = v1.placeholder(tf.float32, [None, input_dim])
-        logits = network(inputs, training=True)
-        loss = v1.losses.sparse_softmax_cross_entropy(y, logits)
-        step = v1.train.get_or_create_global_step()
-        with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
-            train_op = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=step)
-        saver = v1.train.Saver(write_version=write_version, sharded=sharded)
-        config = v1.ConfigProto(device_count={"CPU": 2})
-        with v1.Session(config=config) as sess:
-            sess.run(v1.global_variables_initializer())
-            for _ in range(steps):
-                sess.run(train_op, {inputs: x})
-            path = saver.save(sess, os.path.join(directory, name), global_step=step if global_step else None)
-            if also_v2_in is None:
-                return path
-            os.makedirs(also_v2_in, exist_ok=True)
-            return path, v1.train.Saver().save(sess, os.path.join(also_v2_in, name),
-                                               global_step=step if global_step else None)
+save_tf1 = tf1_programs.train_and_save
 
 
 def partitioned(x, training=False):

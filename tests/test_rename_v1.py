@@ -20,6 +20,7 @@ import keras_legacy_ckpt as klc
 from keras_legacy_ckpt import bundle_index, cli
 from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, ReadRequest, resolve_checkpoint
 from keras_legacy_ckpt.rename import rename_checkpoint
+from tests import tf1_programs
 from tests.tf1_programs import v1
 
 V1_FORMAT = v1.train.SaverDef.V1
@@ -61,25 +62,10 @@ def session():
 
 
 def save_v1(directory, *, sharded=False, also_v2_in=None):
-    """Trains `network` 3 steps and saves it in the V1 format; returns the path the Saver returned
-    (with `also_v2_in`: and the V2 save of the same session)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 5)).astype(np.float32)
-    for path in (directory, also_v2_in):
-        if path:
-            os.makedirs(path, exist_ok=True)
-    with tf.Graph().as_default():
-        v1.set_random_seed(0)
-        inputs, train_op, step = build_training_graph()
-        saver = v1.train.Saver(write_version=V1_FORMAT, sharded=sharded)
-        with session() as sess:
-            sess.run(v1.global_variables_initializer())
-            for _ in range(3):
-                sess.run(train_op, {inputs: x})
-            path = saver.save(sess, os.path.join(directory, "model.ckpt"), global_step=step)
-            if also_v2_in is None:
-                return path
-            return path, v1.train.Saver().save(sess, os.path.join(also_v2_in, "model.ckpt"), global_step=step)
+    """`network` trained 3 steps and saved in the V1 format: the path the Saver returned (with `also_v2_in`:
+    and the V2 save of the same session)."""
+    return tf1_programs.train_and_save(directory, network, 5, write_version=V1_FORMAT, sharded=sharded,
+                                       also_v2_in=also_v2_in)
 
 
 @pytest.fixture(scope="module")

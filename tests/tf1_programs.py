@@ -39,10 +39,16 @@ def scoped_variables(x, training=False):
     return tf.matmul(tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2), w3)
 
 
-def save_tf1_checkpoint(ckpt_dir: str, network: Callable, input_dim: int, steps: int = 3,
-                        seed: int = 0, outer_scope: str = None, ema_decay: float = None,
-                        dtype=tf.float32) -> Tuple[str, Dict[str, np.ndarray]]:
-    """Trains `network` a few steps with Adam and a global step; saves; returns (prefix, values)."""
+def train_and_save(directory: str, network: Callable = None, input_dim: int = 5, *,
+                   write_version=None, name: str = "model.ckpt", global_step: bool = True, sharded: bool = False,
+                   steps: int = 3, seed: int = 0, also_v2_in: str = None, outer_scope: str = None,
+                   ema_decay: float = None, dtype=tf.float32):
+    """A TF1 graph program (variable scopes, v1 layers, Adam, a global step) trained `steps` steps and
+    saved by tf.compat.v1.train.Saver (V2 unless `write_version`); returns the path the Saver returned.
+    With `also_v2_in`, the same session is also saved in the V2 format there, and both paths are returned.
+    Two CPU devices, so that networks may place variables on /cpu:1 (a sharded Saver then writes two files)."""
+    network = network or mlp
+    os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(16, input_dim)).astype(np.float32)
     y = rng.integers(0, 3, size=16)
@@ -55,19 +61,32 @@ def save_tf1_checkpoint(ckpt_dir: str, network: Callable, input_dim: int, steps:
         else:
             logits = network(inputs, training=True)
         loss = v1.losses.sparse_softmax_cross_entropy(y, tf.cast(logits, tf.float32))
-        global_step = v1.train.get_or_create_global_step()
+        step = v1.train.get_or_create_global_step()
         with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
-            train_op = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=global_step)
+            train_op = v1.train.AdamOptimizer(0.05).minimize(loss, global_step=step)
         if ema_decay:
             ema = v1.train.ExponentialMovingAverage(ema_decay)
             with tf.control_dependencies([train_op]):
                 train_op = ema.apply(v1.trainable_variables())
-        saver = v1.train.Saver()
-        with v1.Session() as sess:
+        saver = v1.train.Saver(write_version=write_version or v1.train.SaverDef.V2, sharded=sharded)
+        with v1.Session(config=v1.ConfigProto(device_count={"CPU": 2})) as sess:
             sess.run(v1.global_variables_initializer())
             for _ in range(steps):
                 sess.run(train_op, {inputs: x.astype(dtype.as_numpy_dtype)})
-            prefix = saver.save(sess, os.path.join(ckpt_dir, "model.ckpt"), global_step=global_step)
+            path = saver.save(sess, os.path.join(directory, name), global_step=step if global_step else None)
+            if also_v2_in is None:
+                return path
+            os.makedirs(also_v2_in, exist_ok=True)
+            return path, v1.train.Saver().save(sess, os.path.join(also_v2_in, name),
+                                               global_step=step if global_step else None)
+
+
+def save_tf1_checkpoint(ckpt_dir: str, network: Callable, input_dim: int, steps: int = 3,
+                        seed: int = 0, outer_scope: str = None, ema_decay: float = None,
+                        dtype=tf.float32) -> Tuple[str, Dict[str, np.ndarray]]:
+    """Trains `network` a few steps with Adam and a global step; saves; returns (prefix, values)."""
+    prefix = train_and_save(ckpt_dir, network, input_dim, steps=steps, seed=seed, outer_scope=outer_scope,
+                            ema_decay=ema_decay, dtype=dtype)
     return prefix, checkpoint_values(prefix)
 
 
