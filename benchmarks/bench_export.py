@@ -15,15 +15,12 @@ page cache is warm (the checkpoint is read once before). The two files are compa
 Run: python benchmarks/bench_export.py [--gb 1] [--repeat 3] [--workdir /tmp/klc-bench-export]
 """
 
-import argparse
 import hashlib
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 
-from fresh_process import WRITE_TF1_CHECKPOINT, run, warm
+from fresh_process import WRITE_TF1_CHECKPOINT, arguments, run, warm, work_directory
 
 
 BASELINE = """
@@ -65,14 +62,9 @@ def digest(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gb", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", default=None)
+    parser = arguments(__doc__, repeat=3)
     args = parser.parse_args()
-    workdir = args.workdir or tempfile.mkdtemp(prefix="klc-bench-export-")
-    os.makedirs(workdir, exist_ok=True)
-    try:
+    with work_directory(args.workdir, "klc-bench-export-") as workdir:
         count, elements = 64, int(args.gb * 1e9 / 64 / 4) // 1024 * 1024
         src = os.path.join(workdir, "ckpt", "model.ckpt")
         if not os.path.exists(src + ".index"):
@@ -107,9 +99,6 @@ def main():
         print("the two files are byte for byte identical: %s" % ("yes" if same else "NO"))
         if not same:
             sys.exit(1)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,13 @@ small tensors and 1 GB (64 float32 tensors and a global step, tf.compat.v1.train
 Run: python benchmarks/bench_inspect.py [--gb 1] [--repeat 5] [--workdir /tmp/klc-bench-inspect]
 """
 
-import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from fresh_process import ROOT, build_checkpoints, warm
+from fresh_process import ROOT, arguments, build_checkpoints, warm, work_directory
 
 BLOCKED_CLI = """
 import importlib.abc, runpy, sys
@@ -67,14 +64,9 @@ def wall_seconds(command, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gb", type=float, default=1.0, help="size of the large checkpoint in GB (default 1)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per contender (default 5; the median is shown)")
-    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    parser = arguments(__doc__, repeat=5)
     options = parser.parse_args()
-    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-inspect-")
-    os.makedirs(workdir, exist_ok=True)
-    try:
+    with work_directory(options.workdir, "klc-bench-inspect-") as workdir:
         many, large, _ = build_checkpoints(workdir, options.gb)
         for title, prefix in (("10,000 tensors of 4x4 float32", many), ("%.1f GB, 65 tensors" % options.gb, large)):
             warm(prefix)
@@ -82,9 +74,6 @@ def main():
             for name, command in contenders(prefix).items():
                 seconds, lines = wall_seconds(command, options.repeat)
                 print("  %-28s %7.2f s   (%d lines of output)" % (name, seconds, lines))
-    finally:
-        if not options.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,10 @@ once before). Peak RSS is the process's, Python and imports included.
 Run: python benchmarks/bench_numpy_reader.py [--gb 1] [--repeat 3] [--workdir /tmp/klc-bench-numpy]
 """
 
-import argparse
 import os
-import shutil
 import statistics
-import tempfile
 
-from fresh_process import ROOT, build_checkpoints, files_of, run, warm
+from fresh_process import ROOT, arguments, build_checkpoints, files_of, run, warm, work_directory
 
 
 KLC = """
@@ -90,14 +87,9 @@ def table(title, klc, tf):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gb", type=float, default=1.0, help="size of the large checkpoint in GB (default 1)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (default 3; the median is shown)")
-    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    parser = arguments(__doc__, repeat=3)
     options = parser.parse_args()
-    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-numpy-")
-    os.makedirs(workdir, exist_ok=True)
-    try:
+    with work_directory(options.workdir, "klc-bench-numpy-") as workdir:
         count = 64
         many, large, elements = build_checkpoints(workdir, options.gb, count)
         for title, prefix in (("10,000 tensors of 4x4 float32", many),
@@ -109,9 +101,6 @@ def main():
             tf = measure(TF, prefix, options.repeat)
             assert klc["tensors"] == tf["tensors"] and klc["bytes"] == tf["bytes"]
             table(title, klc, tf)
-    finally:
-        if not options.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ Run: make bench   (or: python benchmarks/bench_rename.py --gb 1 --workdir /tmp/k
 The page cache is warm for every contender (each run reads the same files).
 """
 
-import argparse
 import os
 import shutil
 import subprocess
-import tempfile
 
-from fresh_process import WRITE_TF1_CHECKPOINT, files_of, run
+from fresh_process import WRITE_TF1_CHECKPOINT, arguments, files_of, run, work_directory
 import time
 
 # Before each contender's body: TensorFlow (the recipe needs it; the baseline RSS is a bare import of it).
@@ -85,14 +83,10 @@ def run_with_tf(body, **args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gb", type=float, default=1.0, help="checkpoint size in GB (default 1)")
-    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    parser = arguments(__doc__)
     parser.add_argument("--skip_guide", action="store_true", help="skip the guide's recipe (slow, memory-hungry)")
     options = parser.parse_args()
-    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-")
-    os.makedirs(workdir, exist_ok=True)
-    try:
+    with work_directory(options.workdir, "klc-bench-") as workdir:
         count = 64
         elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
         src = os.path.join(workdir, "large", "model.ckpt")
@@ -140,9 +134,6 @@ def main():
             print("%-28s %10s %14s %18s" % (
                 name, "-" if seconds is None else "%.3f" % seconds, "-" if rss is None else "%.0f" % rss,
                 "-" if rss is None or name.startswith("import") else "%+.0f" % (rss - baseline["peak_rss_mb"])))
-    finally:
-        if not options.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

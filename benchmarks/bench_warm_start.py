@@ -22,12 +22,9 @@ time, the lowest peak RSS and RSS rise, and every run's time.
 Run: python benchmarks/bench_warm_start.py [--gb 1] [--repeats 3] [--workdir DIR] [--compare-with DIR]
 """
 
-import argparse
 import os
-import shutil
-import tempfile
 
-from fresh_process import WRITE_TF1_CHECKPOINT, run, warm
+from fresh_process import WRITE_TF1_CHECKPOINT, arguments, run, warm, work_directory
 
 # Before each contender's body: TensorFlow, the model, and check() of the values it holds afterwards.
 MODEL = """
@@ -94,16 +91,11 @@ WRITE_TF2_CHECKPOINT = """
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gb", type=float, default=1.0, help="checkpoint size in GB (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each contender; the best is shown")
-    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    parser = arguments(__doc__, repeat=3, repeat_flag="--repeats")
     parser.add_argument("--compare-with", help="also run klc.warm_start from this checkout (its root directory)")
     parser.add_argument("--only", nargs="*", help="run only these contenders (names as printed)")
     options = parser.parse_args()
-    workdir = options.workdir or tempfile.mkdtemp(prefix="klc-bench-ws-")
-    os.makedirs(workdir, exist_ok=True)
-    try:
+    with work_directory(options.workdir, "klc-bench-ws-") as workdir:
         count = 64
         elements = int(options.gb * 1e9 / 4 / count) // 1024 * 1024
         tf1 = os.path.join(workdir, "tf1", "model.ckpt")
@@ -138,9 +130,6 @@ def main():
                 min(r["rss_rise_mb"] for r in runs), " ".join("%.3f" % r["seconds"] for r in runs)))
         print("\nRSS rise: peak RSS over the RSS of the process with TensorFlow (and keras_legacy_ckpt) imported and "
               "the model built.")
-    finally:
-        if not options.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

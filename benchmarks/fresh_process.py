@@ -7,11 +7,16 @@ time and peak RSS are its own, and reports one JSON line.
     run('''start = time.perf_counter(); ...; report(seconds=time.perf_counter() - start)''', src=prefix)
 """
 
+import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from typing import Iterator, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,4 +99,30 @@ def build_checkpoints(workdir: str, gb: float, count: int = 64) -> tuple:
         os.makedirs(os.path.dirname(large), exist_ok=True)
         run(WRITE_TF1_CHECKPOINT, dst=large, count=count, elements=elements)
     return many, large, elements
+
+
+def arguments(doc: str, *, gb: bool = True, repeat: Optional[int] = None,
+              repeat_flag: str = "--repeat") -> argparse.ArgumentParser:
+    """A parser with the flags every benchmark takes: --workdir, and --gb and --repeat when asked for."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if gb:
+        parser.add_argument("--gb", type=float, default=1.0, help="size of the large checkpoint in GB (default 1)")
+    if repeat is not None:
+        parser.add_argument(repeat_flag, type=int, default=repeat,
+                            help="runs per contender (default %d)" % repeat)
+    parser.add_argument("--workdir", help="where to build the checkpoints (default: a temp dir, removed)")
+    return parser
+
+
+@contextlib.contextmanager
+def work_directory(path: Optional[str], prefix: str) -> Iterator[str]:
+    """`path` (made if missing, kept: its checkpoints are reused next time), or a temporary directory removed
+    at the end."""
+    directory = path or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        yield directory
+    finally:
+        if not path:
+            shutil.rmtree(directory, ignore_errors=True)
 
