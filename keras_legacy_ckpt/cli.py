@@ -138,8 +138,10 @@ def inspect(checkpoint: str) -> str:
         rows.append((name, _shape_text(info.shape), dtype,
                      human_bytes(nbytes) + ("  [%d slices]" % slices if slices else "")))
     width = max([len(r[0]) for r in rows] + [4])
-    lines = ["%-*s  %-16s  %-8s  %s" % (width, "name", "shape", "dtype", "size")]
-    lines += ["%-*s  %-16s  %-8s  %s" % (width, *row) for row in rows]
+    dtype_width = max([len(r[2]) for r in rows] + [8])
+    lines = ["%-*s  %-16s  %-*s  %s" % (width, "name", "shape", dtype_width, "dtype", "size")]
+    lines += ["%-*s  %-16s  %-*s  %s" % (width, name, shape, dtype_width, dtype, size)
+              for name, shape, dtype, size in rows]
     lines.append("%d tensors, %s parameters, %s (%s) in %s" % (
         len(rows), format(total_params, ","), human_bytes(total_bytes),
         ", ".join("%s: %d" % kv for kv in sorted(by_dtype.items())), ckpt.prefix))
@@ -251,11 +253,15 @@ def rename(src: str, dst: str) -> str:
         mode=FLAGS.mode, overwrite=FLAGS.overwrite, verify=FLAGS.verify, verbose=1)
     from keras_legacy_ckpt.warm_start_report import is_training_state
 
-    lines = ["%s -> %s" % (old, new) for old, new in renames.items()]
+    from keras_legacy_ckpt.checkpoint_reader import list_variables
+
+    lines = ["%s -> %s" % (old, new) for old, new in renames.items() if old != new]
     verb = "would write" if FLAGS.dry_run else "wrote"
     training = sum(1 for old in renames if is_training_state(old))
-    lines.append("%s %d tensors to %s (%d weights, %d optimizer/step tensors)"
-                 % (verb, len(renames), dst, len(renames) - training, training))
+    dropped = len(list_variables(src)) - len(renames)
+    lines.append("%s %d tensors to %s (%d weights, %d optimizer/step tensors%s)"
+                 % (verb, len(renames), dst, len(renames) - training, training,
+                    "; dropped %d" % dropped if dropped else ""))
     return "\n".join(lines)
 
 
@@ -306,9 +312,10 @@ def main(argv: Sequence[str]) -> int:
         if command == "inspect" and len(rest) == 1:
             print(inspect(rest[0]))
         elif command == "verify" and len(rest) == 1:
-            from keras_legacy_ckpt.checkpoint_reader import verify_checkpoint
+            from keras_legacy_ckpt.checkpoint_reader import resolve_checkpoint, verify_checkpoint
 
-            print("OK: %d tensors, index and crc32c of every tensor verified: %s" % (verify_checkpoint(rest[0]), rest[0]))
+            count = verify_checkpoint(rest[0])
+            print("OK: %d tensors, index and crc32c of every tensor verified: %s" % (count, resolve_checkpoint(rest[0])))
         elif command == "plan" and len(rest) == 1:
             if not FLAGS.model:
                 raise UsageError("plan needs --model (a checkpoint prefix or a names file)")
