@@ -61,7 +61,8 @@ from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
 from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.warm_start_plan import (WARM_START_OPTIONS, check_options, check_rules_match,
                                                dtype_mismatch_error, missing_message, moving_averages,
-                                               nothing_loaded_message, part_layout, shape_mismatch_error)
+                                               nothing_loaded_message, part_layout, resolved_shape, shape_mismatch_error,
+                                               transform_for)
 from keras_legacy_ckpt.warm_start_report import WarmStartReport
 
 __all__ = ["WARM_START_OPTIONS", "check_options", "uses_numpy_route", "warm_start", "warm_start_numpy"]
@@ -220,14 +221,10 @@ class _Transforms:
         check_rules_match(self._reshape, "reshape", model_names)
 
     def plan(self, model_name: str, key: str, shape: Tuple[int, ...]) -> Optional[_Planned]:
-        found = [(what, value) for what, rules in (("transpose", self._transpose), ("reshape", self._reshape))
-                 for pattern, value in rules if pattern.search(model_name)]
-        if not found:
+        found = transform_for(model_name, (("transpose", self._transpose), ("reshape", self._reshape)))
+        if found is None:
             return None
-        if len(found) > 1:
-            raise AssignmentMapError("%s has %d transforms (%s); give it one." % (
-                model_name, len(found), ", ".join(what for what, _ in found)))
-        what, value = found[0]
+        what, value = found
         if what == "transpose":
             if sorted(value) != list(range(len(shape))):
                 raise AssignmentMapError("transpose %r for %r (shape %s) is not a permutation of its %d axes."
@@ -235,12 +232,9 @@ class _Transforms:
             return _Planned("transpose %s" % (value,), tuple(shape[i] for i in value),
                             lambda array: np.ascontiguousarray(np.transpose(array, value)))
         count = math.prod(shape)
-        unknown = [i for i, d in enumerate(value) if d == -1]
-        known = math.prod(d for d in value if d != -1)
-        if len(unknown) > 1 or any(d < -1 for d in value) or (unknown and (known == 0 or count % known)) or (
-                not unknown and known != count):
+        resolved = resolved_shape(count, value)
+        if resolved is None:
             raise AssignmentMapError("Cannot reshape %r of shape %s (%d elements) to %s." % (key, shape, count, value))
-        resolved = tuple(count // known if d == -1 else d for d in value)
         return _Planned("reshape %s" % (resolved,), resolved, lambda array: array.reshape(resolved))
 
 

@@ -59,6 +59,7 @@ from keras_legacy_ckpt.bundle_index import (BundleIndex, _mask, data_file_path, 
 from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, ReadRequest, resolve_checkpoint
 from keras_legacy_ckpt.errors import AssignmentMapError, CorruptCheckpointError, LegacyCheckpointError
 from keras_legacy_ckpt.progress import Progress, ProgressBar
+from keras_legacy_ckpt.warm_start_plan import resolved_shape
 
 # TF1 saves optimizer slots and tf.train.ExponentialMovingAverage shadows as
 # "<variable>/<suffix>", shaped like the variable: they must be transformed with it, or
@@ -213,17 +214,14 @@ def _check_transform(index: BundleIndex, old: str, new: str, perm: Optional[Tupl
     if shape is None:
         return None
     count = math.prod(dims)
-    unknown = [i for i, d in enumerate(shape) if d == -1]
-    known = math.prod(d for d in shape if d != -1)
-    if len(unknown) > 1 or any(d < -1 for d in shape):
+    if list(shape).count(-1) > 1 or any(d < -1 for d in shape):
         raise AssignmentMapError("Cannot reshape %r (renamed %r) to %s: a shape has sizes >= 0 and at most one -1."
                                  % (old, new, tuple(shape)))
-    if unknown and known and count % known == 0:
-        shape = tuple(count // known if d == -1 else d for d in shape)
-    if math.prod(shape) != count:
+    resolved = resolved_shape(count, shape)
+    if resolved is None:
         raise AssignmentMapError("Cannot reshape %r (renamed %r) of shape %s (%d elements) to %s: the element counts "
                                  "differ." % (old, new, tuple(dims), count, tuple(shape)))
-    return tuple(shape)
+    return resolved
 
 
 def rename_checkpoint(src: "str | os.PathLike[str]", dst: "str | os.PathLike[str]", mapping: NameMapping, *,

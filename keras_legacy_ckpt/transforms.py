@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from keras_legacy_ckpt.assignment_map import compile_patterns
 from keras_legacy_ckpt.errors import AssignmentMapError
-from keras_legacy_ckpt.warm_start_plan import VocabInfo, check_rules_match, check_vocab_remap  # noqa: F401
+from keras_legacy_ckpt.warm_start_plan import (VocabInfo, check_rules_match, check_vocab_remap,  # noqa: F401
+                                               resolved_shape, transform_for)
 
 Shape = Tuple[int, ...]
 
@@ -67,16 +68,11 @@ class Transforms:
 
     def plan(self, model_name: str, key: str, tensor_shape: Shape, model_shape: Shape) -> Optional[PlannedTransform]:
         """The transform of checkpoint tensor `key` for model variable `model_name`, if any."""
-        found = [(what, value) for what, rules in (("transpose", self._transpose), ("reshape", self._reshape))
-                 for pattern, value in rules if pattern.search(model_name)]
-        if model_name in self.vocab_remap:
-            found.append(("vocab_remap", self.vocab_remap[model_name]))
-        if not found:
+        extra = [("vocab_remap", self.vocab_remap[model_name])] if model_name in self.vocab_remap else []
+        found = transform_for(model_name, (("transpose", self._transpose), ("reshape", self._reshape)), extra)
+        if found is None:
             return None
-        if len(found) > 1:
-            raise AssignmentMapError("%s has %d transforms (%s); give it one." % (
-                model_name, len(found), ", ".join(what for what, _ in found)))
-        what, value = found[0]
+        what, value = found
         if what == "transpose":
             return _transpose(key, tensor_shape, value)
         if what == "reshape":
@@ -94,12 +90,9 @@ def _transpose(key: str, shape: Shape, perm: Shape) -> PlannedTransform:
 
 def _reshape(key: str, shape: Shape, target: Shape) -> PlannedTransform:
     count = math.prod(shape)
-    unknown = [i for i, d in enumerate(target) if d == -1]
-    known = math.prod(d for d in target if d != -1)
-    if len(unknown) > 1 or any(d < -1 for d in target) or (unknown and (known == 0 or count % known)) or (
-            not unknown and known != count):
+    resolved = resolved_shape(count, target)
+    if resolved is None:
         raise AssignmentMapError("Cannot reshape %r of shape %s (%d elements) to %s." % (key, shape, count, target))
-    resolved = tuple(count // known if d == -1 else d for d in target)
     return PlannedTransform("reshape %s" % (resolved,), resolved, lambda value: tf.reshape(value, resolved))
 
 

@@ -187,14 +187,7 @@ class _Options:
 
 def suggest_assignment_map(target: Any, checkpoint: "str | os.PathLike[str]", *,
                            sample_input: Any = None) -> SuggestedMap:
-    """Proposes the assignment map that loads `checkpoint` into `target`, and what it leaves out.
-
-    ```python
-    suggestion = klc.suggest_assignment_map(model, "/old/model.ckpt-1000")
-    suggestion.assignment_map   # e.g. {"/": "backbone/"}
-    suggestion.unmatched        # model variables that would get nothing
-    ```
-    """
+    """`klc.suggest_assignment_map` (documented in numpy_warm_start) for models that TensorFlow runs."""
     ckpt = CheckpointFile(checkpoint)
     with distribute.scope_of(target):
         warm_up_target(target, sample_input)

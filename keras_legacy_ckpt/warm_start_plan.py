@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
+import math
 import re
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -72,6 +73,29 @@ def check_transform_rules(transpose: Mapping[str, Sequence[int]], reshape: Mappi
                 [int(d) for d in values]
             except (TypeError, ValueError):
                 raise AssignmentMapError("%s[%r] = %r is not a sequence of ints." % (what, pattern, values)) from None
+
+
+def transform_for(model_name: str, rules: Sequence[Tuple[str, Sequence[Tuple[Any, Any]]]],
+                  extra: Sequence[Tuple[str, Any]] = ()) -> Optional[Tuple[str, Any]]:
+    """(kind, value) of the one transform whose pattern matches `model_name` among `rules` ((kind, [(compiled
+    pattern, value)]) pairs) and `extra` ((kind, value) pairs that apply), None for none; two is an error."""
+    found = [(kind, value) for kind, pairs in rules for pattern, value in pairs if pattern.search(model_name)]
+    found += list(extra)
+    if len(found) > 1:
+        raise AssignmentMapError("%s has %d transforms (%s); give it one." % (
+            model_name, len(found), ", ".join(kind for kind, _ in found)))
+    return found[0] if found else None
+
+
+def resolved_shape(count: int, shape: Sequence[int]) -> Optional[Tuple[int, ...]]:
+    """`shape` with its -1 (at most one) resolved for `count` elements, or None when no such shape holds
+    exactly `count` elements."""
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    known = math.prod(d for d in shape if d != -1)
+    if len(unknown) > 1 or any(d < -1 for d in shape) or (unknown and (known == 0 or count % known)) or (
+            not unknown and known != count):
+        return None
+    return tuple(count // known if d == -1 else d for d in shape)
 
 
 def check_rules_match(rules: Sequence[Tuple[Any, Any]], what: str, model_names: Sequence[str]) -> None:
