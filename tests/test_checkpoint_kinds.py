@@ -18,7 +18,7 @@ import tf_keras
 import keras_legacy_ckpt as klc
 from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, resolve_checkpoint
 from tests import tf1_programs, tf2_models
-from tests.tf1_programs import mlp, v1
+from tests.tf1_programs import mlp, v1, wide
 
 V1_FORMAT = v1.train.SaverDef.V1
 
@@ -44,14 +44,6 @@ class PartsModule(tf.Module):
         self.parts = [tf.Variable(tf.zeros([rows, 4]), name="backbone/net/embedding/part_%d" % i)
                       for i, rows in enumerate([4, 3, 3])]
         self.w = tf.Variable(tf.zeros([4, 3]), name="backbone/net/w")
-
-
-def wide(x, training=False):
-    """Dense layers big enough (300 x 300 floats) that a V1 file holds them in several table blocks."""
-    with v1.variable_scope("net"):
-        h = klc.v1_layers.dense(x, 300, activation=tf.nn.relu, name="big1")
-        h = klc.v1_layers.dense(h, 300, activation=tf.nn.relu, name="big2")
-        return klc.v1_layers.dense(h, 3, name="logits")
 
 
 @pytest.fixture(scope="module")

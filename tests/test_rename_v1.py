@@ -21,7 +21,7 @@ from keras_legacy_ckpt import bundle_index, cli
 from keras_legacy_ckpt.checkpoint_reader import CheckpointFile, ReadRequest, resolve_checkpoint
 from keras_legacy_ckpt.rename import rename_checkpoint
 from tests import tf1_programs
-from tests.tf1_programs import v1
+from tests.tf1_programs import v1, wide
 
 V1_FORMAT = v1.train.SaverDef.V1
 DATA = ".data-00000-of-00001"
@@ -298,14 +298,6 @@ def test_one_tensor_or_slice_read_at_a_time(tmp_path, single, monkeypatch):
 
 
 # --- damaged sources -------------------------------------------------------------------------------
-
-def wide(x, training=False):
-    """Dense layers big enough (300 x 300 floats) that a V1 file holds them in several table blocks."""
-    with v1.variable_scope("net"):
-        h = klc.v1_layers.dense(x, 300, activation=tf.nn.relu, name="big1")
-        h = klc.v1_layers.dense(h, 300, activation=tf.nn.relu, name="big2")
-        return klc.v1_layers.dense(h, 3, name="logits")
-
 
 @pytest.fixture(scope="module")
 def wide_v1(tmp_path_factory):

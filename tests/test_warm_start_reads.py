@@ -131,11 +131,8 @@ def test_damaged_large_tensor_fails_before_any_assignment(large_ckpt, tmp_path, 
     _assert_zero(module)
 
 
-def test_a_file_changed_after_the_check_is_not_assigned_unchecked(large_ckpt, tmp_path, monkeypatch):
-    """Two passes: the bytes assigned are checked again as they are read, so a data file changed
-    between the check and the read fails, saying how many variables were assigned."""
-    prefix, values = large_ckpt
-    changed = _copy(prefix, tmp_path)
+def _change_after_the_check(monkeypatch, changed):
+    """Flips a byte of big/uint64 in `changed` right after the warm start's crc32c check."""
     original = CheckpointFile.verify_requests
 
     def check_then_change(self, requests, keep_bytes=0, progress=None):
@@ -143,6 +140,14 @@ def test_a_file_changed_after_the_check_is_not_assigned_unchecked(large_ckpt, tm
         _flip_byte(changed, "big/uint64")
 
     monkeypatch.setattr(CheckpointFile, "verify_requests", check_then_change)
+
+
+def test_a_file_changed_after_the_check_is_not_assigned_unchecked(large_ckpt, tmp_path, monkeypatch):
+    """Two passes: the bytes assigned are checked again as they are read, so a data file changed
+    between the check and the read fails, saying how many variables were assigned."""
+    prefix, values = large_ckpt
+    changed = _copy(prefix, tmp_path)
+    _change_after_the_check(monkeypatch, changed)
     module = _module(values)
     with pytest.raises(klc.CorruptCheckpointError, match=r"changed while it was being read: \d+ variable"):
         warm_start(module, changed, batch_bytes=TWO_PASSES)
@@ -153,13 +158,7 @@ def test_one_pass_assigns_the_bytes_it_checked(large_ckpt, tmp_path, monkeypatch
     """One pass: what was checked is what is assigned, whatever happens to the file afterwards."""
     prefix, values = large_ckpt
     changed = _copy(prefix, tmp_path)
-    original = CheckpointFile.verify_requests
-
-    def check_then_change(self, requests, keep_bytes=0, progress=None):
-        original(self, requests, keep_bytes, progress)
-        _flip_byte(changed, "big/uint64")
-
-    monkeypatch.setattr(CheckpointFile, "verify_requests", check_then_change)
+    _change_after_the_check(monkeypatch, changed)
     module = _module(values)
     warm_start(module, changed, batch_bytes=ONE_PASS)
     _assert_loaded(module, values)

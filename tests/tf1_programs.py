@@ -39,6 +39,14 @@ def scoped_variables(x, training=False):
     return tf.matmul(tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2), w3)
 
 
+def wide(x, training=False):
+    """Dense layers big enough (300 x 300 floats) that a V1 file holds them in several table blocks."""
+    with v1.variable_scope("net"):
+        h = klc.v1_layers.dense(x, 300, activation=tf.nn.relu, name="big1")
+        h = klc.v1_layers.dense(h, 300, activation=tf.nn.relu, name="big2")
+        return klc.v1_layers.dense(h, 3, name="logits")
+
+
 def train_and_save(directory: str, network: Callable = None, input_dim: int = 5, *,
                    write_version=None, name: str = "model.ckpt", global_step: bool = True, sharded: bool = False,
                    steps: int = 3, seed: int = 0, also_v2_in: str = None, outer_scope: str = None,
