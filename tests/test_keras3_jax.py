@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import tf_blocked
 from tests import tf1_programs
 from tests.tf1_programs import v1
 
@@ -79,15 +80,9 @@ def damaged_copy(prefix, directory, value):
     return copy
 
 
-CHILD = textwrap.dedent(r'''
+CHILD = tf_blocked.preamble(("tensorflow", "tf_keras")) + textwrap.dedent(r'''
     import importlib.abc, json, sys
 
-    class NoTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "tf_keras"):
-                raise ImportError("No module named %r (TensorFlow is blocked in this process)" % name)
-
-    sys.meta_path.insert(0, NoTensorFlow())
     try:
         import tensorflow
         raise SystemExit("the block did not work")

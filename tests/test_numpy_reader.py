@@ -30,6 +30,8 @@ from keras_legacy_ckpt import bundle_index
 from keras_legacy_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError, LegacyCheckpointError
 from keras_legacy_ckpt.tf1_checkpoint import open_checkpoint
 
+from tests import tf_blocked
+
 v1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "keras_legacy_ckpt")
@@ -132,15 +134,9 @@ def assert_bit_exact(ours, expected, name):
 
 # --- a child process without TensorFlow --------------------------------------------------------------------
 
-CHILD = textwrap.dedent("""
+CHILD = tf_blocked.preamble() + textwrap.dedent("""
     import importlib.abc, json, os, pickle, sys, time, types
 
-    class NoTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "tf_keras", "keras"):
-                raise ImportError("TensorFlow is blocked in this process: %s" % name)
-
-    sys.meta_path.insert(0, NoTensorFlow())
     try:
         import tensorflow
         raise SystemExit("the block did not work")

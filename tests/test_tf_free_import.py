@@ -7,15 +7,12 @@ import textwrap
 
 import numpy as np
 
+from tests import tf_blocked
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-PROGRAM = textwrap.dedent('''
+PROGRAM = tf_blocked.preamble() + textwrap.dedent('''
     import importlib.abc, json, sys
-    class NoTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "tf_keras", "keras"):
-                raise ImportError("No module named %r (blocked for this test)" % name)
-    sys.meta_path.insert(0, NoTensorFlow())
     sys.path.insert(0, sys.argv[2])
     import keras_legacy_ckpt as klc
     with klc.open_checkpoint(sys.argv[1]) as ckpt:

@@ -15,17 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import tf_blocked
 from tests import tf1_programs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-BLOCK = textwrap.dedent('''
+BLOCK = tf_blocked.preamble() + textwrap.dedent('''
     import importlib.abc, sys
-    class NoTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "tf_keras", "keras"):
-                raise ImportError("No module named %r (blocked for this test)" % name)
-    sys.meta_path.insert(0, NoTensorFlow())
     sys.path.insert(0, sys.argv.pop(1))
 ''')
 
