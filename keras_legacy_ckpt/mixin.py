@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, resume
 from keras_legacy_ckpt.errors import DuplicateVariableNameError, LegacyCheckpointError
+from keras_legacy_ckpt.warm_start_plan import input_of_first_batch
 
 _OUTPUT_SUFFIX = re.compile(r":\d+$")
 
@@ -242,20 +243,14 @@ def model_input(sample_input: Any) -> Any:
     """
     from tf_keras.utils import Sequence, unpack_x_y_sample_weight
 
+    batches = None
     if isinstance(sample_input, tf.data.Dataset):
         batches = iter(sample_input)
     elif isinstance(sample_input, Sequence):
         batches = iter([sample_input[0]])
     elif hasattr(sample_input, "__next__"):
         batches = sample_input
-    else:
-        return sample_input
-    try:
-        batch = next(batches)
-    except StopIteration:
-        raise LegacyCheckpointError("sample_input is an empty %s: give it at least one batch, or pass the batch "
-                                    "itself (e.g. x[:1])." % type(sample_input).__name__) from None
-    return unpack_x_y_sample_weight(batch)[0]
+    return input_of_first_batch(sample_input, batches, unpack_x_y_sample_weight)
 
 
 def warm_up_target(target: Any, sample_input: Optional[Any] = None) -> None:

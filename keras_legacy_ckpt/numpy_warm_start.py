@@ -60,9 +60,9 @@ from keras_legacy_ckpt.errors import (AssignmentMapError, CorruptCheckpointError
 from keras_legacy_ckpt.tf1_checkpoint import TF1Checkpoint, open_checkpoint
 from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.warm_start_plan import (WARM_START_OPTIONS, check_options, check_rules_match,
-                                               dtype_mismatch_error, missing_message, moving_averages,
-                                               nothing_loaded_message, part_layout, resolved_shape, shape_mismatch_error,
-                                               transform_for)
+                                               dtype_mismatch_error, input_of_first_batch, missing_message,
+                                               moving_averages, nothing_loaded_message, part_layout, resolved_shape,
+                                               shape_mismatch_error, transform_for)
 from keras_legacy_ckpt.warm_start_report import WarmStartReport
 
 __all__ = ["WARM_START_OPTIONS", "check_options", "uses_numpy_route", "warm_start", "warm_start_numpy"]
@@ -393,14 +393,8 @@ def _model_input(sample_input: Any) -> Any:
         batches = iter([sample_input[0]])
     elif hasattr(sample_input, "__next__"):
         batches = sample_input
-    if batches is None:
-        return sample_input
-    try:
-        batch = next(batches)
-    except StopIteration:
-        raise LegacyCheckpointError("sample_input is an empty %s: give it at least one batch, or pass the batch "
-                                    "itself (e.g. x[:1])." % type(sample_input).__name__) from None
-    return keras.utils.unpack_x_y_sample_weight(batch)[0] if keras is not None else batch
+    unpack = keras.utils.unpack_x_y_sample_weight if keras is not None else (lambda batch: (batch,))
+    return input_of_first_batch(sample_input, batches, unpack)
 
 
 def _unique(variables: Iterable[Any]) -> List[Any]:

@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import math
 import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from keras_legacy_ckpt.assignment_map import Match, NameMapping, _scopes_of, compile_patterns, forward_mapper, suggest_map
 from keras_legacy_ckpt.checkpoint_reader import closest_keys
@@ -96,6 +96,20 @@ def resolved_shape(count: int, shape: Sequence[int]) -> Optional[Tuple[int, ...]
             not unknown and known != count):
         return None
     return tuple(count // known if d == -1 else d for d in shape)
+
+
+def input_of_first_batch(sample_input: Any, batches: Optional[Iterator[Any]], unpack: Callable[[Any], Any]) -> Any:
+    """The model input `fit` would see in `sample_input`: with `batches` (an iterator over its batches, when it
+    is a dataset, a sequence or an iterator), the x of the first batch (`unpack(batch)[0]`), else
+    `sample_input` itself."""
+    if batches is None:
+        return sample_input
+    try:
+        batch = next(batches)
+    except StopIteration:
+        raise LegacyCheckpointError("sample_input is an empty %s: give it at least one batch, or pass the batch "
+                                    "itself (e.g. x[:1])." % type(sample_input).__name__) from None
+    return unpack(batch)[0]
 
 
 def check_rules_match(rules: Sequence[Tuple[Any, Any]], what: str, model_names: Sequence[str]) -> None:
