@@ -65,13 +65,6 @@ def _warm(network=mlp, input_dim=5):
     return model, tf2_models.values(model)
 
 
-def _assert_unchanged(model, before):
-    after = tf2_models.values(model)
-    assert before.keys() == after.keys()
-    for name in before:
-        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
-
-
 def _assert_matches_tf1(model, report, prefix, network=mlp, input_dim=5):
     """Each loaded variable holds what TF's own init_from_checkpoint assigns in graph mode."""
     oracle = tf1_programs.tf1_init_from_checkpoint(prefix, network, input_dim, {"/": "backbone/"})
@@ -243,7 +236,7 @@ def test_v1_damaged_data_raises_before_any_assignment(wide_v1_ckpt, tmp_path, ba
     model, before = _warm(wide)
     with pytest.raises(klc.CorruptCheckpointError, match="damaged"):
         klc.warm_start(model, path, {"/": "backbone/"}, batch_bytes=batch_bytes)
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
     report = klc.warm_start(model, wide_v1_ckpt, {"/": "backbone/"}, batch_bytes=batch_bytes)
     assert len(report.loaded) == 6
 
@@ -262,7 +255,7 @@ def test_v1_damaged_file_raises_corrupt_and_changes_nothing(v1_ckpt, tmp_path, d
     model, before = _warm()
     with pytest.raises(klc.CorruptCheckpointError, match="Copy the checkpoint again"):
         klc.warm_start(model, path, {"/": "backbone/"})
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 # --- what is not a TF1 checkpoint -----------------------------------------------------------------
@@ -326,7 +319,7 @@ def test_wrong_kind_names_what_it_is_and_what_to_use(other_kinds, kind):
     message = str(err.value)
     assert what in message and all(a in message for a in advice), message
     assert "corrupt" not in message.lower() and "not found:" not in message
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
     with pytest.raises(klc.CheckpointNotFoundError, match=what):
         klc.list_variables(path)
 
@@ -448,7 +441,7 @@ def test_directory_that_is_itself_the_prefix(tmp_path):
         klc.warm_start(model, directory, {"/": "backbone/"})
     message = str(err.value)
     assert "pass one of these prefixes" not in message and "the directory itself is also a checkpoint" in message
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_directory_with_several_checkpoints_and_no_state_file(tmp_path):
@@ -460,7 +453,7 @@ def test_directory_with_several_checkpoints_and_no_state_file(tmp_path):
     with pytest.raises(klc.CheckpointNotFoundError, match="no 'checkpoint' state file and holds 2 checkpoints") as err:
         klc.warm_start(model, directory, {"/": "backbone/"})
     assert "pass one of these prefixes instead: %s, %s." % (first, second) in str(err.value)
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_state_file_naming_a_missing_checkpoint(v2_ckpt, tmp_path):

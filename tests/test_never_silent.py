@@ -89,12 +89,7 @@ def test_empty_map_is_an_assignment_map_error(mlp_ckpt):
     for strict in (True, False):
         with pytest.raises(klc.AssignmentMapError, match="maps nothing"):
             klc.warm_start(model, mlp_ckpt[0], {}, strict=strict)
-    _assert_unchanged(model, before)
-
-
-def _assert_unchanged(model, before):
-    after = tf2_models.values(model)
-    assert all(np.array_equal(before[k], after[k]) for k in before)
+    tf2_models.assert_unchanged(model, before)
 
 
 @pytest.mark.parametrize("assignment_map,closest", [
@@ -113,7 +108,7 @@ def test_a_map_that_loads_nothing_raises_even_when_not_strict(mlp_ckpt, assignme
     assert "{'net/': 'backbone/net/'}" in message or "{'/': 'backbone/'}" in message, message
     if closest:
         assert closest in message
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_everything_ignored_or_skipped_is_nothing_loaded(mlp_ckpt):

@@ -24,13 +24,6 @@ def _warm(network, input_dim, outer_scope="backbone"):
     return model, tf2_models.values(model)
 
 
-def _assert_unchanged(model, before):
-    after = tf2_models.values(model)
-    assert before.keys() == after.keys()
-    for name in before:
-        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
-
-
 def test_loads_every_weight_and_reports_optimizer_state_unused(mlp_ckpt):
     prefix, ckpt_values = mlp_ckpt
     model = tf2_models.ShimModel(mlp, 5)
@@ -58,7 +51,7 @@ def test_missing_variables_raise_with_suggested_map_and_change_nothing(mlp_ckpt)
     message = str(err.value)
     assert "backbone/net/hidden/kernel" in message and "Nothing was assigned" in message
     assert "{'/': 'backbone/'}" in message
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_strict_false_loads_what_matches_and_lists_the_rest(scoped_ckpt):
@@ -99,7 +92,7 @@ def test_shape_mismatch_names_both_sides_and_changes_nothing(ckpt_dir, scoped_ck
         klc.warm_start(model, prefix, {"/": "backbone/"})
     assert "backbone/head/w (2, 7) <- 'head/w' (2, 3)" in str(err.value)
     assert "ignore=" in str(err.value)
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
     report = klc.warm_start(model, prefix, {"/": "backbone/"}, ignore=["backbone/head/"])
     assert len(report.loaded) == 3
 
@@ -114,7 +107,7 @@ def test_dtype_mismatch_changes_nothing(scoped_ckpt):
     model, before = _warm(float64_net, 4)
     with pytest.raises(klc.DTypeMismatchError, match=r"backbone/head/w \(float64\) <- 'head/w' \(float32\)"):
         klc.warm_start(model, prefix, {"head/": "backbone/head/"})
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_two_keys_for_one_variable_is_an_assignment_map_error(scoped_ckpt):
@@ -132,7 +125,7 @@ def test_two_keys_for_one_variable_is_an_assignment_map_error(scoped_ckpt):
         klc.warm_start(model, prefix, {"enc/": "backbone/enc"})
     with pytest.raises(klc.AssignmentMapError):
         klc.warm_start(model, prefix, {"/": "backbone/"}, ignore=["(bad"])
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)
 
 
 def test_missing_checkpoint_paths(tmp_path):
@@ -194,4 +187,4 @@ def test_corrupt_checkpoints_raise_and_change_nothing(tmp_path, mlp_ckpt, damage
     with pytest.raises(klc.CorruptCheckpointError) as err:
         klc.warm_start(model, prefix, {"/": "backbone/"}, batch_bytes=batch_bytes)
     assert prefix in str(err.value)
-    _assert_unchanged(model, before)
+    tf2_models.assert_unchanged(model, before)

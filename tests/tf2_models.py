@@ -1,5 +1,6 @@
 """TF2 models that reuse the TF1 network code through the modeling shim."""
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -49,6 +50,14 @@ class ShimModule(klc.LegacyCheckpointMixin, tf.Module):
 
 def values(target):
     return {name: v.numpy().copy() for name, v in target.legacy_variables().items()}
+
+
+def assert_unchanged(target, before):
+    """Every legacy variable of `target` still holds its value in `before` (a `values(target)` taken earlier)."""
+    after = values(target)
+    assert before.keys() == after.keys()
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
 
 class AlwaysTrainingBN(klc.LegacyCheckpointMixin, tf_keras.layers.Layer):
