@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_legacy_ckpt import _compat, resume
 from keras_legacy_ckpt.errors import DuplicateVariableNameError, LegacyCheckpointError
-from keras_legacy_ckpt.warm_start_plan import input_of_first_batch
+from keras_legacy_ckpt.warm_start_plan import input_of_first_batch, unique_by_identity
 
 _OUTPUT_SUFFIX = re.compile(r":\d+$")
 
@@ -136,12 +136,7 @@ def variables_of(target: Any) -> List[Any]:
                         % type(target).__name__)
     if not tf.executing_eagerly():
         variables += _graph_mode_shim_variables(target)
-    seen, unique = set(), []
-    for v in variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            unique.append(v)
-    return unique
+    return unique_by_identity(variables)
 
 
 def _graph_mode_shim_variables(target: Any) -> List[Any]:

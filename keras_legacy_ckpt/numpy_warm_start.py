@@ -62,7 +62,7 @@ from keras_legacy_ckpt.progress import Progress, ProgressBar
 from keras_legacy_ckpt.warm_start_plan import (WARM_START_OPTIONS, check_options, check_rules_match,
                                                dtype_mismatch_error, input_of_first_batch, missing_message,
                                                moving_averages, nothing_loaded_message, part_layout, resolved_shape,
-                                               shape_mismatch_error, transform_for)
+                                               shape_mismatch_error, transform_for, unique_by_identity)
 from keras_legacy_ckpt.warm_start_report import WarmStartReport
 
 __all__ = ["WARM_START_OPTIONS", "check_options", "uses_numpy_route", "warm_start", "warm_start_numpy"]
@@ -397,19 +397,10 @@ def _model_input(sample_input: Any) -> Any:
     return input_of_first_batch(sample_input, batches, unpack)
 
 
-def _unique(variables: Iterable[Any]) -> List[Any]:
-    seen, unique = set(), []
-    for v in variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            unique.append(v)
-    return unique
-
-
 def _warm_up(target: Any, sample_input: Any) -> None:
     """Creates the variables of an unbuilt model with one forward pass (training=False); the variables that
     existed before keep their values."""
-    existing = _unique(target.weights)
+    existing = unique_by_identity(target.weights)
     if getattr(target, "built", True) and existing:
         return
     if sample_input is None:
@@ -445,7 +436,7 @@ def _to_numpy(variable: Any) -> np.ndarray:
 def _variables_by_name(target: Any) -> Dict[str, Any]:
     """Legacy name (`variable.path`) -> variable; DuplicateVariableNameError when two share a name."""
     by_name: Dict[str, List[Any]] = collections.defaultdict(list)
-    for v in _unique(target.weights):
+    for v in unique_by_identity(target.weights):
         by_name[v.path].append(v)
     clashes = {name: vs for name, vs in by_name.items() if len(vs) > 1}
     if clashes:

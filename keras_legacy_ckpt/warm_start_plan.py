@@ -98,6 +98,16 @@ def resolved_shape(count: int, shape: Sequence[int]) -> Optional[Tuple[int, ...]
     return tuple(count // known if d == -1 else d for d in shape)
 
 
+def unique_by_identity(items: Iterable[Any]) -> List[Any]:
+    """`items` without repeats of the same object, in order (variables are not hashable by value)."""
+    seen, unique = set(), []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            unique.append(item)
+    return unique
+
+
 def input_of_first_batch(sample_input: Any, batches: Optional[Iterator[Any]], unpack: Callable[[Any], Any]) -> Any:
     """The model input `fit` would see in `sample_input`: with `batches` (an iterator over its batches, when it
     is a dataset, a sequence or an iterator), the x of the first batch (`unpack(batch)[0]`), else
